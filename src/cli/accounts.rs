@@ -1,0 +1,87 @@
+//! `followq accounts [list|check]`.
+
+use super::{Context, EXIT_OK, EXIT_PARTIAL, local_time};
+use crate::api::Client;
+use crate::api::classify::parse_error;
+use crate::config;
+use crate::store::now_ms;
+
+/// List accounts, or check their credentials.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
+}
+
+/// What to do with the accounts.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Action {
+    /// Each account: configured, paused, stopped
+    List,
+    /// Verify each account's credentials with X; a stopped account that verifies is resumed
+    Check,
+}
+
+/// Runs `accounts`.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let (store, _) = ctx.open_store().await?;
+    let rows = store.accounts().await?;
+    let code = match args.action.unwrap_or(Action::List) {
+        Action::List => {
+            let now = now_ms();
+            for a in &rows {
+                let configured = ctx.settings.account(&a.name).is_some();
+                let state = if !a.stopped_reason.is_empty() {
+                    format!("stopped: {}", a.stopped_reason)
+                } else if a.paused_until > now {
+                    format!("paused until {} ({})", local_time(a.paused_until), a.pause_reason)
+                } else {
+                    "ready".to_string()
+                };
+                println!(
+                    "{:<16} {:<13} pace x{:<4} {state}",
+                    a.name,
+                    if configured { "configured" } else { "unconfigured" },
+                    a.pace_factor
+                );
+            }
+            EXIT_OK
+        }
+        Action::Check => {
+            config::require_credentials(&ctx.settings)?;
+            let client = Client::new(&ctx.settings)?;
+            let mut bad = 0;
+            for a in &ctx.settings.accounts {
+                let row = rows.iter().find(|r| r.name == a.name);
+                match client.verify_credentials(a).await {
+                    Ok(r) if r.status == 200 => {
+                        if let Some(row) = row.filter(|r| !r.stopped_reason.is_empty()) {
+                            store.clear_stop(row.id).await?;
+                            println!("{}: ok (was stopped; resumed)", a.name);
+                        } else {
+                            println!("{}: ok", a.name);
+                        }
+                    }
+                    Ok(r) => {
+                        bad += 1;
+                        let e = parse_error(&r.body);
+                        println!(
+                            "{}: FAILED: HTTP {} code {} {}",
+                            a.name,
+                            r.status,
+                            e.code.map_or("-".into(), |c| c.to_string()),
+                            e.message
+                        );
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        println!("{}: FAILED: {e}", a.name);
+                    }
+                }
+            }
+            if bad > 0 { EXIT_PARTIAL } else { EXIT_OK }
+        }
+    };
+    store.close().await;
+    Ok(code)
+}

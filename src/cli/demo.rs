@@ -1,0 +1,133 @@
+//! `followq demo`: the sandbox, the example list and a window compressed 3600× (24 h → 24 s):
+//! the whole thing — import, paced run with faults, summary, the sandbox's verdict — in about a
+//! minute, with nothing to configure.
+
+use std::time::Duration;
+
+use super::{Context, EXIT_FATAL, EXIT_OK, human_ms, run, status};
+use crate::api::Client;
+use crate::cli::sandbox::{config_from, demo_settings};
+use crate::ingest::{self, Accounts, Input};
+use crate::sandbox::{Faults, Sandbox};
+use crate::store::now_ms;
+
+/// The demo's list, embedded so the demo runs from anywhere.
+pub const EXAMPLE_CSV: &str = include_str!("../../jobs/example.csv");
+
+/// Run the demo.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Keep the demo's database and config in this folder (default: a temporary folder)
+    #[arg(long)]
+    pub keep: Option<std::path::PathBuf>,
+    /// No progress bars
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Runs `demo`.
+pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let tmp = tempfile::tempdir()?;
+    let dir = match &args.keep {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => tmp.path().to_path_buf(),
+    };
+    let db = dir.join("demo.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let mut settings = demo_settings(&["alice", "bob", "carol"]);
+    settings.limits.window = Duration::from_secs(24);
+    settings.limits.margin = Duration::from_millis(120); // 0.5 %
+    settings.api.timeout = Duration::from_secs(2);
+    settings.retry.base = Duration::from_millis(200);
+    settings.retry.max = Duration::from_secs(3);
+    settings.retry.max_attempts = 6;
+    settings.inbox = dir.join("inbox");
+
+    let (mut sb_config, _) = config_from(&settings);
+    sb_config.faults = Faults {
+        p503: 0.02,
+        p500: 0.01,
+        p429: 0.003,
+        hang: 0.003,
+        drop: 0.005,
+        seed: 2026,
+        hang_for: Duration::from_secs(3),
+    };
+    let sb = Sandbox::start(sb_config, 0).await?;
+    settings.api.base_url = sb.base_url();
+    println!(
+        "followq demo: sandbox on {} | limits {} per account, {} per app, per 24 s (24 h compressed 3600x) | light faults on",
+        sb.base_url(),
+        settings.limits.per_user,
+        settings.limits.per_app
+    );
+
+    let ctx = Context { settings: settings.clone(), db_path: db.clone(), config_path: dir.join("followq.toml") };
+    let (store, ids) = ctx.open_store().await?;
+    let csv_path = dir.join("example.csv");
+    std::fs::write(&csv_path, EXAMPLE_CSV)?;
+    let accounts = Accounts::new(ids, None)?;
+    let mut rejects = 0;
+    let mut on_reject = |r: &ingest::Reject| {
+        rejects += 1;
+        if rejects <= 3 {
+            println!("  rejected example.csv:{}: {}", r.line, r.reason);
+        }
+    };
+    let opts =
+        ingest::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: String::new() };
+    let s = ingest::import(&store, &Input::File(csv_path), opts).await?;
+    println!(
+        "imported jobs/example.csv: {} rows, {} queued, {} duplicates, {} rejected",
+        s.rows_read, s.added, s.duplicates, s.rejected
+    );
+
+    let client = Client::new(&settings)?;
+    let shutdown = run::shutdown_on_signals();
+    let started = now_ms();
+    let run_args = run::Args {
+        stop_at: None,
+        max_duration: None,
+        watch: false,
+        dry_run: false,
+        no_progress: args.no_progress,
+        seed: Some(7),
+    };
+    let code = run::work(&store, &settings, &client, shutdown, None, &run_args).await?;
+    let elapsed = now_ms() - started;
+    store.close().await;
+
+    println!();
+    let report = status::report(&ctx).await?;
+    status::print_table(&mut std::io::stdout().lock(), &report)?;
+    let st = sb.stats();
+    println!();
+    println!("sandbox verdict after {}:", human_ms(elapsed));
+    println!("  create requests {} | by status {:?}", st.creates.values().sum::<u64>(), st.by_status);
+    println!("  faults injected {:?}", st.faults);
+    println!(
+        "  most requests in any 24 s window: app {} (limit {}), per account {:?} (limit {})",
+        st.max_in_window.app, settings.limits.per_app, st.max_in_window.per_account, settings.limits.per_user
+    );
+    println!(
+        "  window violations {} | bad signatures {} | repeated creates {}",
+        st.violations, st.bad_signatures, st.duplicate_creates
+    );
+    let clean = st.violations == 0 && st.bad_signatures == 0;
+    println!("  {}", if clean { "OK: no limit broken, every signature valid" } else { "NOT OK: see above" });
+    if let Some(d) = &args.keep {
+        println!("demo files kept in {}", d.display());
+    }
+    Ok(if !clean {
+        EXIT_FATAL
+    } else if code == super::EXIT_PARTIAL {
+        EXIT_OK
+    } else {
+        code
+    })
+}

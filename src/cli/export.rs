@@ -1,0 +1,167 @@
+//! `followq export`: one row per job, as CSV or a JSON array.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::{Context, EXIT_OK, UsageError};
+use crate::api::classify::Outcome;
+use crate::store::ExportRow;
+
+/// Write one row per job.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Output format
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: Format,
+    /// Only jobs with these outcomes (comma-separated; "queued" and "in_flight" select unfinished jobs)
+    #[arg(long, value_delimiter = ',')]
+    pub outcome: Vec<String>,
+    /// Write to this file instead of stdout
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+/// One exported job: stable keys.
+#[derive(Debug, Serialize)]
+struct Row {
+    account: String,
+    target: String,
+    target_kind: String,
+    outcome: String,
+    attempts: i64,
+    last_status: Option<i64>,
+    last_code: Option<i64>,
+    last_message: String,
+    created_at: String,
+    finished_at: String,
+}
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+impl From<ExportRow> for Row {
+    fn from(r: ExportRow) -> Row {
+        Row {
+            account: r.account,
+            target: r.target,
+            target_kind: r.target_kind,
+            // An unfinished job's "outcome" is its state, so every row says where it stands.
+            outcome: r.outcome.unwrap_or(r.state),
+            attempts: r.attempts,
+            last_status: r.last_status,
+            last_code: r.last_code,
+            last_message: r.last_message,
+            created_at: iso(r.created_at),
+            finished_at: r.finished_at.map(iso).unwrap_or_default(),
+        }
+    }
+}
+
+/// A value a spreadsheet would run as a formula gets a leading `'` (OWASP's CSV injection advice).
+pub fn neutralise(v: &str) -> std::borrow::Cow<'_, str> {
+    match v.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{v}").into(),
+        _ => v.into(),
+    }
+}
+
+/// Checks an --outcome list against the known outcomes and states.
+pub fn check_outcomes(list: &[String]) -> Result<(), UsageError> {
+    for o in list {
+        let known = Outcome::ALL.iter().any(|k| k.as_str() == o) || o == "queued" || o == "in_flight";
+        if !known {
+            let names: Vec<&str> = Outcome::ALL.iter().map(|k| k.as_str()).collect();
+            return Err(UsageError(format!("--outcome '{o}': not one of {}, queued, in_flight", names.join(", "))));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `export`.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    check_outcomes(&args.outcome)?;
+    let (store, _) = ctx.open_store().await?;
+    let rows = store.export_rows(&args.outcome).await?;
+    store.close().await;
+    let out: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let result = write(out, args.format, rows);
+    match result {
+        // A reader that went away (`| head`) is not an error.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => {
+            Ok(EXIT_OK)
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(EXIT_OK),
+    }
+}
+
+fn write(mut out: Box<dyn Write>, format: Format, rows: Vec<ExportRow>) -> anyhow::Result<()> {
+    match format {
+        Format::Json => {
+            let rows: Vec<Row> = rows.into_iter().map(Row::from).collect();
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "account",
+                "target",
+                "target_kind",
+                "outcome",
+                "attempts",
+                "last_status",
+                "last_code",
+                "last_message",
+                "created_at",
+                "finished_at",
+            ])?;
+            for r in rows.into_iter().map(Row::from) {
+                let opt = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+                w.write_record([
+                    neutralise(&r.account).as_ref(),
+                    neutralise(&r.target).as_ref(),
+                    &r.target_kind,
+                    &r.outcome,
+                    &r.attempts.to_string(),
+                    &opt(r.last_status),
+                    &opt(r.last_code),
+                    neutralise(&r.last_message).as_ref(),
+                    &r.created_at,
+                    &r.finished_at,
+                ])?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_prefixes_are_neutralised() {
+        for v in ["=1+1", "+cmd", "-2", "@SUM(A1)", "\tx"] {
+            assert!(neutralise(v).starts_with('\''), "{v}");
+        }
+        assert_eq!(neutralise("bob"), "bob");
+    }
+}

@@ -1,0 +1,115 @@
+//! `followq import`: files, stdin, X archives, or the inbox's new files.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::{Context, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL};
+use crate::ingest::{self, Accounts, Input, Reject, Summary, inbox};
+
+/// Rejected rows printed to stderr before the rest are only counted (all go to --rejects).
+const PRINT_REJECTS: u64 = 20;
+
+/// Queue targets from CSV files, '-' for stdin, an X archive following.js; no FILE: the inbox.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// CSV files, '-' for stdin, or following.js; none: every new file in the inbox (jobs/inbox/)
+    pub files: Vec<String>,
+    /// The account for rows without an 'account' column
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Validate and count, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write every rejected row to this CSV file (file, line, reason)
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+}
+
+/// Runs `import`.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let (store, ids) = ctx.open_store().await?;
+    let accounts = Accounts::new(ids, args.account.as_deref())?;
+    let mut rejects_out = match &args.rejects {
+        Some(p) => {
+            let mut w = csv::Writer::from_path(p).with_context(|| format!("cannot write {}", p.display()))?;
+            w.write_record(["file", "line", "reason"])?;
+            Some(w)
+        }
+        None => None,
+    };
+    let inputs: Vec<(Input, String)> = if args.files.is_empty() {
+        let pending = inbox::pending(&store, &ctx.settings.inbox).await?;
+        if pending.is_empty() {
+            println!("inbox {}: no new files", ctx.settings.inbox.display());
+        }
+        pending.into_iter().map(|(p, h)| (Input::File(p), h)).collect()
+    } else {
+        args.files.iter().map(|f| (Input::from_arg(f), String::new())).collect()
+    };
+
+    let mut total = Summary { source: "total".into(), ..Summary::default() };
+    let mut failed_files = 0;
+    let mut printed = 0u64;
+    for (input, hash) in inputs {
+        let mut on_reject = |r: &Reject| {
+            if printed < PRINT_REJECTS {
+                eprintln!("{}:{}: {}", r.file, r.line, r.reason);
+            }
+            printed += 1;
+            if let Some(w) = rejects_out.as_mut() {
+                // A failed write to the rejects file is reported once at the end by flush().
+                let _ = w.write_record([r.file.as_str(), &r.line.to_string(), r.reason.as_str()]);
+            }
+        };
+        let opts = ingest::Options {
+            accounts: &accounts,
+            dry_run: args.dry_run,
+            on_reject: &mut on_reject,
+            content_hash: hash,
+        };
+        match ingest::import(&store, &input, opts).await {
+            Ok(s) => {
+                print_summary(&s, args.dry_run);
+                total.rows_read += s.rows_read;
+                total.added += s.added;
+                total.duplicates += s.duplicates;
+                total.rejected += s.rejected;
+            }
+            Err(e) => {
+                eprintln!("followq: {e}");
+                failed_files += 1;
+            }
+        }
+    }
+    if printed > PRINT_REJECTS {
+        eprintln!(
+            "… and {} more rejected rows{}",
+            printed - PRINT_REJECTS,
+            if args.rejects.is_some() { " (all in the rejects file)" } else { "; --rejects FILE lists them all" }
+        );
+    }
+    if let Some(mut w) = rejects_out {
+        w.flush().context("cannot write the rejects file")?;
+    }
+    store.close().await;
+    Ok(if failed_files > 0 {
+        EXIT_FATAL
+    } else if total.rejected > 0 {
+        EXIT_PARTIAL
+    } else {
+        EXIT_OK
+    })
+}
+
+fn print_summary(s: &Summary, dry_run: bool) {
+    let mut out = std::io::stdout().lock();
+    let verb = if dry_run { "would add" } else { "added" };
+    // A closed stdout (a pipe to `head`) is not an error worth failing the import for.
+    let _ = writeln!(
+        out,
+        "{}: {} rows read, {} {verb}, {} already queued, {} rejected",
+        s.source, s.rows_read, s.added, s.duplicates, s.rejected
+    );
+}

@@ -1,0 +1,181 @@
+//! The command line: one module per subcommand, each with its `Args` (whose docs are the
+//! `--help`) and one `run`. [`dispatch`] loads the settings once and hands them down.
+
+pub mod accounts;
+pub mod demo;
+pub mod export;
+pub mod import;
+pub mod init;
+pub mod retry;
+pub mod run;
+pub mod sandbox;
+pub mod status;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, ConfigError, Settings};
+use crate::store::Store;
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// Any other fatal error.
+pub const EXIT_FATAL: u8 = 1;
+/// A usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+/// Finished, but some items failed: rows rejected on import, jobs `failed` or `refused` on run.
+pub const EXIT_PARTIAL: u8 = 3;
+/// Stopped with work left: Ctrl-C, --stop-at, --max-duration, or every account with work stopped.
+pub const EXIT_STOPPED: u8 = 4;
+
+/// followq: follow long lists of X accounts, paced within the API's limits, crash-safe.
+#[derive(Debug, Parser)]
+#[command(name = "followq", version, about, long_about = None)]
+pub struct Cli {
+    /// The SQLite database [env: FOLLOWQ_DB] [default: followq.db]
+    #[arg(long, global = true)]
+    pub db: Option<PathBuf>,
+    /// The configuration file [env: FOLLOWQ_CONFIG] [default: followq.toml]
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Logging flags, shared by every command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// More detail: -v debug, -vv trace
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log line format
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// Also write logs to this file
+    #[arg(long, global = true)]
+    pub log_file: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented followq.toml (mode 0600) and create the database
+    Init(init::Args),
+    /// Queue targets from CSV files, '-' (stdin), an X archive following.js, or the inbox
+    Import(import::Args),
+    /// Work the queue off within the limits, until done (or stopped)
+    Run(run::Args),
+    /// Jobs by state and outcome, budgets, pauses, next slot and ETA
+    Status(status::Args),
+    /// Write one row per job as CSV or JSON
+    Export(export::Args),
+    /// Re-queue jobs that ended with the given outcomes
+    Retry(retry::Args),
+    /// Confirm follows with GET friendships/lookup (they are eventually consistent)
+    Verify(verify::Args),
+    /// List accounts, or check their credentials
+    Accounts(accounts::Args),
+    /// Run the local X API stand-in (loopback only)
+    Sandbox(sandbox::Args),
+    /// The whole thing in about a minute: sandbox, example list, a compressed window
+    Demo(demo::Args),
+}
+
+/// What every command gets: the settings and where the files are.
+pub struct Context {
+    pub settings: Settings,
+    pub db_path: PathBuf,
+    pub config_path: PathBuf,
+}
+
+impl Context {
+    /// Opens the database and registers the configured accounts: (store, id by name).
+    pub async fn open_store(&self) -> anyhow::Result<(Store, HashMap<String, i64>)> {
+        let store = Store::open(&self.db_path).await?;
+        let names: Vec<&str> = self.settings.accounts.iter().map(|a| a.name.as_str()).collect();
+        let ids = store.sync_accounts(&names).await?;
+        Ok((store, ids))
+    }
+}
+
+/// A usage error found after parsing (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs the command and returns the exit status. Errors are printed here, once.
+pub async fn dispatch(cli: Cli) -> u8 {
+    match dispatch_inner(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            crate::progress::clear();
+            eprintln!("followq: {e:#}");
+            if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<UsageError>().is_some() {
+                EXIT_USAGE
+            } else {
+                EXIT_FATAL
+            }
+        }
+    }
+}
+
+async fn dispatch_inner(cli: Cli) -> anyhow::Result<u8> {
+    let (config_path, explicit) = config::resolve_path(cli.config.as_deref(), "FOLLOWQ_CONFIG", "followq.toml");
+    let (db_path, _) = config::resolve_path(cli.db.as_deref(), "FOLLOWQ_DB", "followq.db");
+    // init writes the config; demo and sandbox have their own defaults: a broken file must not
+    // stop them, but it must stop everything that would act on it.
+    let settings = match &cli.command {
+        Command::Init(_) => Settings::default(),
+        Command::Demo(_) => Settings::default(),
+        Command::Sandbox(_) if !config_path.exists() => Settings::default(),
+        _ => config::load(&config::Sources { path: &config_path, explicit, env: config::process_env() })?,
+    };
+    let ctx = Context { settings, db_path, config_path };
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a).await,
+        Command::Import(a) => import::run(&ctx, a).await,
+        Command::Run(a) => run::run(&ctx, a).await,
+        Command::Status(a) => status::run(&ctx, a).await,
+        Command::Export(a) => export::run(&ctx, a).await,
+        Command::Retry(a) => retry::run(&ctx, a).await,
+        Command::Verify(a) => verify::run(&ctx, a).await,
+        Command::Accounts(a) => accounts::run(&ctx, a).await,
+        Command::Sandbox(a) => sandbox::run(&ctx, a).await,
+        Command::Demo(a) => demo::run(&ctx, a).await,
+    }
+}
+
+/// Milliseconds since the epoch → local "YYYY-MM-DD HH:MM:SS" for people.
+pub fn local_time(ms: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_millis_opt(ms) {
+        chrono::LocalResult::Single(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        _ => "-".to_string(),
+    }
+}
+
+/// A duration in ms → "3m12s", "2h05m", "45s".
+pub fn human_ms(ms: i64) -> String {
+    let s = (ms.max(0) + 999) / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+    }
+}

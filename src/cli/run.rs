@@ -1,0 +1,197 @@
+//! `followq run`: work the queue off within the limits, until done, stopped, or blocked.
+
+use std::collections::HashMap;
+use tokio_util::sync::CancellationToken;
+
+use super::{Context, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_STOPPED, UsageError, human_ms, local_time, status};
+use crate::api::Client;
+use crate::config::{self, Settings};
+use crate::progress::{Bars, Totals};
+use crate::store::{Store, now_ms};
+use crate::worker::{self, Ending};
+
+/// Work the queue off within the limits.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Stop sending at this local time (HH:MM, the next one to come)
+    #[arg(long, conflicts_with = "max_duration")]
+    pub stop_at: Option<String>,
+    /// Stop sending after this long ("8h", "90m")
+    #[arg(long)]
+    pub max_duration: Option<String>,
+    /// Keep running when the queue is empty, importing files dropped into the inbox
+    #[arg(long)]
+    pub watch: bool,
+    /// Send nothing: print the plan (per account: jobs waiting, budget left, ETA)
+    #[arg(long)]
+    pub dry_run: bool,
+    /// No progress bars (log lines instead)
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Seed for the pacing jitter (replays a run)
+    #[arg(long, hide = true)]
+    pub seed: Option<u64>,
+}
+
+/// The deadline in ms since the epoch, from --stop-at or --max-duration.
+pub fn deadline(args: &Args, now: i64) -> Result<Option<i64>, UsageError> {
+    if let Some(d) = &args.max_duration {
+        let d = config::duration("--max-duration", d).map_err(|e| UsageError(e.to_string()))?;
+        return Ok(Some(now + d.as_millis() as i64));
+    }
+    let Some(at) = &args.stop_at else { return Ok(None) };
+    let bad = || UsageError(format!("--stop-at '{at}': expected HH:MM"));
+    let (h, m) = at.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    let time = chrono::NaiveTime::from_hms_opt(h, m, 0).ok_or_else(bad)?;
+    let local_now = chrono::Local::now();
+    let mut date = local_now.date_naive();
+    if local_now.time() >= time {
+        date = date.succ_opt().ok_or_else(bad)?;
+    }
+    let when = date.and_time(time).and_local_timezone(chrono::Local).earliest().ok_or_else(bad)?;
+    Ok(Some(when.timestamp_millis()))
+}
+
+/// Stops on Ctrl-C or SIGTERM: no new requests, the ones out are recorded, then exit.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    t.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::warn!("stopping: no new requests; recording the ones in flight (Ctrl-C again to force)");
+        t.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(i32::from(EXIT_STOPPED));
+    });
+    token
+}
+
+/// Runs `run`.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let now = now_ms();
+    let deadline = deadline(&args, now)?;
+    if args.dry_run {
+        return plan(ctx).await;
+    }
+    config::require_credentials(&ctx.settings)?;
+    let _lock = worker::lock(&ctx.db_path)?;
+    let (store, _) = ctx.open_store().await?;
+    let client = Client::new(&ctx.settings)?;
+    let shutdown = shutdown_on_signals();
+    let code = work(&store, &ctx.settings, &client, shutdown, deadline, &args).await;
+    store.close().await;
+    code
+}
+
+/// The run itself, shared with `demo`: bars, the worker, the closing summary and exit status.
+pub async fn work(
+    store: &Store,
+    settings: &Settings,
+    client: &Client,
+    shutdown: CancellationToken,
+    deadline: Option<i64>,
+    args: &Args,
+) -> anyhow::Result<u8> {
+    let totals = start_totals(store).await?;
+    let names: Vec<(i64, String)> = store.accounts().await?.into_iter().map(|a| (a.id, a.name)).collect();
+    let mut bars = Bars::new(&names, totals, !args.no_progress);
+    let opts = worker::Options { deadline, watch: args.watch, seed: args.seed.unwrap_or_else(rand::random) };
+    let started = now_ms();
+    let ending = worker::run(store, settings, client, shutdown, opts, &mut bars).await;
+    bars.finish();
+    let ending = ending?;
+    let counts = store.job_counts().await?;
+    let queued: i64 = counts.iter().filter(|c| c.state != "done").map(|c| c.n).sum();
+    let bad: i64 =
+        counts.iter().filter(|c| matches!(c.outcome.as_deref(), Some("failed" | "refused"))).map(|c| c.n).sum();
+    eprintln!("run ended after {}: {}", human_ms(now_ms() - started), describe(&ending, queued));
+    Ok(match ending {
+        Ending::AppStopped(why) => {
+            eprintln!("followq: X refuses the app: {why}. Nothing more can be sent until that is fixed.");
+            EXIT_FATAL
+        }
+        Ending::Stopped | Ending::Blocked if queued > 0 => EXIT_STOPPED,
+        _ if bad > 0 => EXIT_PARTIAL,
+        _ => EXIT_OK,
+    })
+}
+
+fn describe(ending: &Ending, queued: i64) -> String {
+    match ending {
+        Ending::Finished => "every job finished".into(),
+        Ending::Stopped => format!("stopped with {queued} jobs left; `followq run` resumes"),
+        Ending::Blocked => {
+            format!("{queued} jobs left, but every account that has them is stopped (see `followq status`)")
+        }
+        Ending::AppStopped(why) => format!("app stopped: {why}"),
+    }
+}
+
+/// Per account id: (jobs total, jobs done) now.
+async fn start_totals(store: &Store) -> anyhow::Result<Totals> {
+    let ids: HashMap<String, i64> = store.accounts().await?.into_iter().map(|a| (a.name, a.id)).collect();
+    let mut totals: Totals = HashMap::new();
+    for c in store.job_counts().await? {
+        if let Some(id) = ids.get(&c.account) {
+            let e = totals.entry(*id).or_default();
+            e.0 += c.n;
+            if c.state == "done" {
+                e.1 += c.n;
+            }
+        }
+    }
+    Ok(totals)
+}
+
+/// `run --dry-run`: what would happen, from the ledger and the queue, sending nothing.
+async fn plan(ctx: &Context) -> anyhow::Result<u8> {
+    let r = status::report(ctx).await?;
+    println!(
+        "dry run: nothing is sent. At the configured limits ({} per account, {} for the app, per {}):",
+        ctx.settings.limits.per_user,
+        ctx.settings.limits.per_app,
+        human_ms(ctx.settings.limits.window.as_millis() as i64)
+    );
+    for a in &r.accounts {
+        let waiting = a.jobs.by_state.get("queued").copied().unwrap_or(0);
+        let next = match (&a.stopped, a.next_slot) {
+            (Some(why), _) => format!("stopped: {why}"),
+            (None, Some(t)) if t > r.now => format!("next slot {}", local_time(t)),
+            (None, Some(_)) => "next slot now".into(),
+            (None, None) => "nothing to send".into(),
+        };
+        println!(
+            "  {:<16} {:>8} waiting, budget left now {:>5}/{:<5} {next}",
+            a.name, waiting, a.budget.left, a.budget.limit
+        );
+    }
+    println!(
+        "  {:<16} {:>8} waiting, budget left now {:>5}/{:<5}",
+        "app",
+        r.jobs.by_state.get("queued").copied().unwrap_or(0),
+        r.app.budget.left,
+        r.app.budget.limit
+    );
+    match r.eta {
+        Some(t) => println!("the queue would be done by {} (in {})", local_time(t), human_ms(t - r.now)),
+        None => println!("nothing queued"),
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,90 @@
+//! `followq sandbox`: the local X API stand-in, for trying followq (and other tools) safely.
+
+use std::collections::HashMap;
+
+use super::{Context, EXIT_OK, UsageError};
+use crate::config::Settings;
+use crate::sandbox::{self, Config, Sandbox};
+
+/// Run the local X API stand-in (127.0.0.1 only).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Port on 127.0.0.1 (0: any free port)
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Faults to inject, e.g. "503=0.1,500=0.05,hang=0.02,drop=0.02,429=0.02,seed=42"
+    #[arg(long)]
+    pub faults: Option<String>,
+    /// Follows show in friendships/lookup only after this long
+    #[arg(long, default_value = "0s")]
+    pub visible_after: String,
+}
+
+/// The sandbox's credentials and limits: the followq config's when it has app keys and
+/// accounts (so a followq.toml pointed at the sandbox just works), else demo ones.
+pub fn config_from(settings: &Settings) -> (Config, bool) {
+    let mut c = Config {
+        per_user: settings.limits.per_user,
+        per_app: settings.limits.per_app,
+        window: settings.limits.window,
+        ..Config::default()
+    };
+    let from_config = !settings.app.consumer_key.is_empty() && settings.accounts.iter().any(|a| !a.token.is_empty());
+    if from_config {
+        c.consumers.insert(settings.app.consumer_key.clone(), settings.app.consumer_secret.expose().to_string());
+        for a in &settings.accounts {
+            c.tokens.insert(a.token.clone(), (a.token_secret.expose().to_string(), a.name.clone()));
+        }
+    } else {
+        let demo = demo_settings(&["alice", "bob", "carol"]);
+        c.consumers.insert(demo.app.consumer_key.clone(), demo.app.consumer_secret.expose().to_string());
+        for a in &demo.accounts {
+            c.tokens.insert(a.token.clone(), (a.token_secret.expose().to_string(), a.name.clone()));
+        }
+    }
+    (c, from_config)
+}
+
+/// Settings with made-up credentials that only the sandbox accepts.
+pub fn demo_settings(accounts: &[&str]) -> Settings {
+    let mut s = Settings::default();
+    s.app.consumer_key = "sandbox-consumer-key".into();
+    s.app.consumer_secret = crate::config::Secret::new("sandbox-consumer-secret");
+    s.accounts = accounts
+        .iter()
+        .map(|n| crate::config::Account {
+            name: n.to_string(),
+            token: format!("{n}-sandbox-token"),
+            token_secret: crate::config::Secret::new(format!("{n}-sandbox-token-secret")),
+        })
+        .collect();
+    s
+}
+
+/// Runs `sandbox` until Ctrl-C.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let (mut config, from_config) = config_from(&ctx.settings);
+    if let Some(spec) = &args.faults {
+        config.faults = sandbox::parse_faults(spec).map_err(|e| UsageError(format!("--faults: {e}")))?;
+    }
+    config.visible_after = crate::config::duration("--visible-after", &args.visible_after)?;
+    let sb = Sandbox::start(config, args.port).await?;
+    println!("sandbox listening on {} (loopback only); stats at {}/_sandbox/stats", sb.base_url(), sb.base_url());
+    if from_config {
+        println!("credentials: those of {} (point its [api] base_url here)", ctx.config_path.display());
+    } else {
+        let demo = demo_settings(&["alice", "bob", "carol"]);
+        let tokens: HashMap<&str, &str> = demo.accounts.iter().map(|a| (a.name.as_str(), a.token.as_str())).collect();
+        println!(
+            "demo credentials (accepted only here): consumer key {} / secret {}",
+            demo.app.consumer_key,
+            demo.app.consumer_secret.expose()
+        );
+        for a in &demo.accounts {
+            println!("  account {}: token {} / secret {}", a.name, tokens[a.name.as_str()], a.token_secret.expose());
+        }
+    }
+    tokio::signal::ctrl_c().await?;
+    println!("sandbox stopped: {}", serde_json::to_string(&sb.stats())?);
+    Ok(EXIT_OK)
+}

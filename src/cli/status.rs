@@ -1,0 +1,243 @@
+//! `followq status`: jobs by state and outcome (per account and in total), budgets used and left
+//! in the current window, pauses, stops, the next slot and the ETA; recent imports.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::{Context, EXIT_OK, human_ms, local_time};
+use crate::schedule::Scheduler;
+use crate::store::{ImportRow, now_ms};
+use crate::worker;
+
+/// Counts by state and outcome.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct JobCounts {
+    pub total: i64,
+    pub by_state: BTreeMap<String, i64>,
+    pub by_outcome: BTreeMap<String, i64>,
+}
+
+impl JobCounts {
+    fn add(&mut self, state: &str, outcome: Option<&str>, n: i64) {
+        self.total += n;
+        *self.by_state.entry(state.to_string()).or_default() += n;
+        if let Some(o) = outcome {
+            *self.by_outcome.entry(o.to_string()).or_default() += n;
+        }
+    }
+}
+
+/// A window budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct Budget {
+    pub limit: u32,
+    pub used: usize,
+    pub left: usize,
+}
+
+/// One account in the status report.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountStatus {
+    pub name: String,
+    /// False for an account that has jobs but is no longer in the config.
+    pub configured: bool,
+    pub jobs: JobCounts,
+    pub budget: Budget,
+    /// ms since the epoch, while paused.
+    pub paused_until: Option<i64>,
+    pub pause_reason: Option<String>,
+    /// Why the account stopped, and what to do.
+    pub stopped: Option<String>,
+    /// When its next request may go (ms since the epoch).
+    pub next_slot: Option<i64>,
+}
+
+/// The whole report; its keys are stable (documented in README.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub now: i64,
+    pub window_ms: i64,
+    pub jobs: JobCounts,
+    pub accounts: Vec<AccountStatus>,
+    pub app: AppStatus,
+    /// When the queue will be done at the configured limits (ms since the epoch).
+    pub eta: Option<i64>,
+    pub imports: Vec<ImportRow>,
+}
+
+/// The app-wide budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppStatus {
+    pub budget: Budget,
+    pub next_slot: Option<i64>,
+}
+
+/// Show what is queued, done, and when the rest will be.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Machine-readable JSON (stable keys)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Builds the report (used by `status`, `run --dry-run` and the demo).
+pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
+    let (store, _) = ctx.open_store().await?;
+    let now = now_ms();
+    let mut sched = worker::load_scheduler(&store, &ctx.settings, now, 0).await?;
+    let counts = store.job_counts().await?;
+    let imports = store.recent_imports(10).await?;
+    store.close().await;
+
+    let mut total = JobCounts::default();
+    let mut per: BTreeMap<String, JobCounts> = BTreeMap::new();
+    for c in &counts {
+        total.add(&c.state, c.outcome.as_deref(), c.n);
+        per.entry(c.account.clone()).or_default().add(&c.state, c.outcome.as_deref(), c.n);
+    }
+    let accounts = account_statuses(ctx, &mut sched, &mut per, now);
+    let app_used = sched.app_used(now);
+    let per_app = sched.limits.per_app;
+    let app_next = sched.accounts.iter().any(|a| a.ready_at.is_some()).then(|| sched.app_ready_at().max(now));
+    Ok(Report {
+        now,
+        window_ms: sched.limits.window_ms,
+        jobs: total,
+        accounts,
+        app: AppStatus {
+            budget: Budget { limit: per_app, used: app_used, left: (per_app as usize).saturating_sub(app_used) },
+            next_slot: app_next,
+        },
+        eta: sched.eta(now),
+        imports,
+    })
+}
+
+fn account_statuses(
+    ctx: &Context,
+    sched: &mut Scheduler,
+    per: &mut BTreeMap<String, JobCounts>,
+    now: i64,
+) -> Vec<AccountStatus> {
+    let mut out = Vec::new();
+    for i in 0..sched.accounts.len() {
+        let used = sched.used(i, now);
+        let next = sched.account_ready_at(i).map(|t| t.max(sched.app_ready_at()).max(now));
+        let a = &sched.accounts[i];
+        let jobs = per.remove(&a.name).unwrap_or_default();
+        let configured = ctx.settings.account(&a.name).is_some();
+        if !configured && jobs.total == 0 {
+            continue;
+        }
+        let limit = sched.limits.per_user;
+        out.push(AccountStatus {
+            name: a.name.clone(),
+            configured,
+            jobs,
+            budget: Budget { limit, used, left: (limit as usize).saturating_sub(used) },
+            paused_until: (a.paused_until > now).then_some(a.paused_until),
+            pause_reason: (a.paused_until > now).then(|| a.pause_reason.clone()),
+            stopped: a.stopped.clone(),
+            next_slot: next,
+        });
+    }
+    out
+}
+
+/// Runs `status`.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let r = report(ctx).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &r)?;
+        writeln!(out)?;
+    } else {
+        print_table(&mut out, &r)?;
+    }
+    Ok(EXIT_OK)
+}
+
+fn outcomes_line(c: &JobCounts) -> String {
+    if c.by_outcome.is_empty() {
+        return "-".into();
+    }
+    c.by_outcome.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+}
+
+fn when(t: Option<i64>, now: i64) -> String {
+    match t {
+        None => "-".into(),
+        Some(t) if t <= now => "now".into(),
+        Some(t) => format!("in {} ({})", human_ms(t - now), local_time(t)),
+    }
+}
+
+/// The human table.
+pub fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    let st = |c: &JobCounts, s: &str| c.by_state.get(s).copied().unwrap_or(0);
+    writeln!(
+        out,
+        "{:<16} {:>8} {:>8} {:>9} {:>8}  {:>11}  {:<22} outcomes",
+        "account", "total", "queued", "in_flight", "done", "budget", "next"
+    )?;
+    for a in &r.accounts {
+        let name = if a.configured { a.name.clone() } else { format!("{} (unconfigured)", a.name) };
+        let next = match (&a.stopped, a.paused_until) {
+            (Some(_), _) => "STOPPED".to_string(),
+            (None, Some(t)) => format!("paused {}", human_ms(t - r.now)),
+            _ => when(a.next_slot, r.now).split(" (").next().unwrap_or("-").to_string(),
+        };
+        writeln!(
+            out,
+            "{:<16} {:>8} {:>8} {:>9} {:>8}  {:>5}/{:<5}  {:<22} {}",
+            name,
+            a.jobs.total,
+            st(&a.jobs, "queued"),
+            st(&a.jobs, "in_flight"),
+            st(&a.jobs, "done"),
+            a.budget.used,
+            a.budget.limit,
+            next,
+            outcomes_line(&a.jobs)
+        )?;
+    }
+    writeln!(
+        out,
+        "{:<16} {:>8} {:>8} {:>9} {:>8}  {:>5}/{:<5}  {:<22} {}",
+        "all",
+        r.jobs.total,
+        st(&r.jobs, "queued"),
+        st(&r.jobs, "in_flight"),
+        st(&r.jobs, "done"),
+        r.app.budget.used,
+        r.app.budget.limit,
+        when(r.app.next_slot, r.now).split(" (").next().unwrap_or("-"),
+        outcomes_line(&r.jobs)
+    )?;
+    writeln!(out, "budgets are requests in the last {} (window plus margin)", human_ms(r.window_ms))?;
+    for a in &r.accounts {
+        if let Some(why) = &a.stopped {
+            writeln!(out, "{}: stopped: {why}", a.name)?;
+        } else if let (Some(t), Some(why)) = (a.paused_until, &a.pause_reason) {
+            writeln!(out, "{}: paused until {} ({why})", a.name, local_time(t))?;
+        }
+    }
+    match r.eta {
+        Some(t) => writeln!(out, "eta: {} at the configured limits", when(Some(t), r.now))?,
+        None => writeln!(out, "eta: nothing queued")?,
+    }
+    if !r.imports.is_empty() {
+        writeln!(out, "\nrecent imports:")?;
+        for i in &r.imports {
+            let state = if i.finished_at > 0 { local_time(i.finished_at) } else { "unfinished".into() };
+            writeln!(
+                out,
+                "  #{:<4} {}  {} rows: {} added, {} already queued, {} rejected  ({state})",
+                i.id, i.source, i.rows_read, i.added, i.duplicates, i.rejected
+            )?;
+        }
+    }
+    Ok(())
+}

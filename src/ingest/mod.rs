@@ -1,0 +1,231 @@
+//! Readers (CSV, X archive, the inbox folder) → validated targets → batched inserts.
+//!
+//! A reader runs on a blocking thread and streams batches over a small channel, so memory stays
+//! flat whatever the file size and parsing overlaps with inserting. A bad row is a [`Reject`]
+//! (file, line, reason) and never stops the good rows; a file that cannot be read at all is an
+//! [`IngestError`] naming it.
+
+mod archive;
+mod csvread;
+pub mod inbox;
+pub mod target;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::store::{NewJob, Store, StoreError};
+
+/// A row that was not queued, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reject {
+    pub file: String,
+    /// 1-based line in the file (for an archive: the entry's number).
+    pub line: u64,
+    pub reason: String,
+}
+
+/// What one import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub source: String,
+    pub rows_read: u64,
+    pub added: u64,
+    /// Valid rows whose target was already queued for that account (or repeated in the file).
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
+/// A file that could not be imported at all.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}: no such file")]
+    NotFound(String),
+    #[error("{0}: is a directory (to import a folder's files, put them in the inbox)")]
+    Directory(String),
+    #[error("{file}: cannot read: {source}")]
+    Io { file: String, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Format { file: String, message: String },
+    #[error("unknown account '{0}': it is not in the config's [[accounts]]")]
+    UnknownAccount(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which account a row belongs to when it does not say.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    by_name: HashMap<String, i64>,
+    default: Option<(String, i64)>,
+}
+
+impl Accounts {
+    /// `ids` maps configured names to ids; `default` is `--account`, else the only account.
+    pub fn new(ids: HashMap<String, i64>, default: Option<&str>) -> Result<Accounts, IngestError> {
+        let default = match default {
+            Some(name) => {
+                let id = *ids.get(name).ok_or_else(|| IngestError::UnknownAccount(name.to_string()))?;
+                Some((name.to_string(), id))
+            }
+            None if ids.len() == 1 => ids.iter().next().map(|(n, id)| (n.clone(), *id)),
+            None => None,
+        };
+        Ok(Accounts { by_name: ids, default })
+    }
+
+    fn resolve(&self, name: Option<&str>) -> Result<i64, String> {
+        match name.map(str::trim).filter(|n| !n.is_empty()) {
+            Some(n) => self.by_name.get(n).copied().ok_or_else(|| format!("unknown account '{}'", target::shorten(n))),
+            None => self.default.as_ref().map(|d| d.1).ok_or_else(|| {
+                "no account: add an 'account' column, pass --account, or configure exactly one account".to_string()
+            }),
+        }
+    }
+
+    fn has_default(&self) -> bool {
+        self.default.is_some()
+    }
+}
+
+/// Where rows go: batches of jobs and rejects, in file order.
+pub(crate) enum Item {
+    Jobs(Vec<NewJob>, u64),
+    Reject(Reject),
+}
+
+pub(crate) type Sink = mpsc::Sender<Item>;
+
+/// Sends an item from the blocking reader; false when the importer stopped listening.
+pub(crate) fn emit(sink: &Sink, item: Item) -> bool {
+    sink.blocking_send(item).is_ok()
+}
+
+/// An input: a path, or `-` for standard input.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Stdin,
+    File(PathBuf),
+}
+
+impl Input {
+    /// `-` is standard input; anything else a path.
+    pub fn from_arg(arg: &str) -> Input {
+        if arg == "-" { Input::Stdin } else { Input::File(PathBuf::from(arg)) }
+    }
+
+    /// The name used in messages.
+    pub fn name(&self) -> String {
+        match self {
+            Input::Stdin => "<stdin>".to_string(),
+            Input::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// Opens an input, with the errors a user needs to see (missing, a directory, unreadable).
+fn open(input: &Input) -> Result<Box<dyn Read + Send>, IngestError> {
+    match input {
+        Input::Stdin => Ok(Box::new(std::io::stdin())),
+        Input::File(path) => {
+            let name = path.display().to_string();
+            match std::fs::metadata(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(IngestError::NotFound(name)),
+                Err(e) => return Err(IngestError::Io { file: name, source: e }),
+                Ok(m) if m.is_dir() => return Err(IngestError::Directory(name)),
+                Ok(_) => {}
+            }
+            let f = std::fs::File::open(path).map_err(|e| IngestError::Io { file: name, source: e })?;
+            Ok(Box::new(f))
+        }
+    }
+}
+
+/// sha256 of a file's bytes, hex: the inbox's identity of a file.
+pub fn hash_file(path: &Path) -> Result<String, IngestError> {
+    let mut f = open(&Input::File(path.to_path_buf()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| IngestError::Io { file: path.display().to_string(), source: e })?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Options for one import.
+pub struct Options<'a> {
+    pub accounts: &'a Accounts,
+    /// Validate and count in a transaction that is rolled back.
+    pub dry_run: bool,
+    /// Called for each rejected row, in order (print it, write it to --rejects).
+    pub on_reject: &'a mut (dyn FnMut(&Reject) + Send),
+    /// The content hash to record (inbox files), or "".
+    pub content_hash: String,
+}
+
+/// Imports one input: streams it, queues the good rows, reports the bad ones.
+pub async fn import(store: &Store, input: &Input, opts: Options<'_>) -> Result<Summary, IngestError> {
+    let reader = open(input)?;
+    let name = input.name();
+    let is_archive = matches!(input, Input::File(p) if p.extension().is_some_and(|e| e == "js"));
+    let (tx, mut rx) = mpsc::channel::<Item>(4);
+    let accounts = opts.accounts.clone();
+    let file = name.clone();
+    let reader_task = tokio::task::spawn_blocking(move || {
+        if is_archive {
+            archive::read(reader, &file, &accounts, &tx)
+        } else {
+            csvread::read(reader, &file, &accounts, &tx)
+        }
+    });
+
+    let mut session = if opts.dry_run { Some(store.dry_run().await?) } else { None };
+    let import_id = match &mut session {
+        Some(s) => s.begin_import(&name).await?,
+        None => store.begin_import(&name, &opts.content_hash).await?,
+    };
+    let mut sum = Summary { source: name.clone(), ..Summary::default() };
+    while let Some(item) = rx.recv().await {
+        match item {
+            Item::Jobs(jobs, rows) => {
+                sum.rows_read += rows;
+                let added = match &mut session {
+                    Some(s) => s.insert_jobs(import_id, &jobs).await?,
+                    None => store.insert_jobs(import_id, &jobs).await?,
+                };
+                sum.added += added;
+                sum.duplicates += jobs.len() as u64 - added;
+            }
+            Item::Reject(r) => {
+                sum.rows_read += 1;
+                sum.rejected += 1;
+                (opts.on_reject)(&r);
+            }
+        }
+    }
+    // The reader's own result: a file-level error (not CSV, not an archive) ends the import here,
+    // after the rows before it went in.
+    let read_result = reader_task
+        .await
+        .map_err(|e| IngestError::Format { file: name.clone(), message: format!("reader failed: {e}") })?;
+    match session {
+        Some(s) => s.rollback().await?,
+        None => {
+            if read_result.is_ok() {
+                store.finish_import(import_id, sum.rows_read, sum.added, sum.duplicates, sum.rejected).await?;
+            }
+        }
+    }
+    read_result?;
+    Ok(sum)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Import tests on real SQLite files.

@@ -1,0 +1,23 @@
+//! followq: follow long lists of X accounts within the API's limits, from a persistent SQLite
+//! queue, recorded so that a crash, a lost response or a flaky API never loses or double-counts a
+//! follow. The modules follow the pipeline in DESIGN.md §2:
+//!
+//! - [`config`]: settings — defaults, `followq.toml`, environment, flags — validated once.
+//! - [`store`]: the only place with SQL — jobs (the queue), attempts (the ledger), imports, accounts.
+//! - [`ingest`]: CSV, X archive and inbox readers → validated targets → batched inserts.
+//! - [`api`]: the X client — OAuth 1.0a signing, requests, outcome classification.
+//! - [`schedule`]: when may the next request go — pacing, ledger budgets, pauses. Pure.
+//! - [`worker`]: claim → send → record, two-phase, with the shutdown signal.
+//! - [`progress`]: the terminal's bars, and log lines that do not tear them.
+//! - [`sandbox`]: the strict local stand-in for the X API.
+//! - [`cli`]: one module per subcommand.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod progress;
+pub mod sandbox;
+pub mod schedule;
+pub mod store;
+pub mod worker;

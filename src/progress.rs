@@ -1,0 +1,228 @@
+//! The terminal: indicatif bars for `run` (one line per account and a total), and the logging
+//! set-up, whose writer prints through the bars so log lines never tear them. When stderr is not
+//! a terminal the bars are hidden and a progress line is logged now and then instead.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::cli::{LogArgs, LogFormat, human_ms};
+use crate::schedule::Scheduler;
+use crate::worker::Observer;
+
+/// The one MultiProgress: bars are added to it and log lines are written through it.
+fn multi() -> &'static MultiProgress {
+    static MP: OnceLock<MultiProgress> = OnceLock::new();
+    MP.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4)))
+}
+
+/// Clears the bars (before an error message is printed).
+pub fn clear() {
+    let _ = multi().clear();
+}
+
+/// Writes log lines to stderr through [`MultiProgress::suspend`].
+#[derive(Clone, Copy)]
+struct BarSafeStderr;
+
+/// One log line, buffered, written whole on drop.
+struct LineWriter(Vec<u8>);
+
+impl Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        multi().suspend(|| {
+            let _ = std::io::stderr().lock().write_all(&buf);
+        });
+    }
+}
+
+impl<'a> MakeWriter<'a> for BarSafeStderr {
+    type Writer = LineWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter(Vec::with_capacity(256))
+    }
+}
+
+/// Keeps the log file open; dropped at exit.
+pub struct LogGuard(#[allow(dead_code)] Option<Arc<std::fs::File>>);
+
+/// Sets up tracing: stderr (through the bars), and optionally a file, as text or JSON.
+pub fn init_logging(args: &LogArgs) -> anyhow::Result<LogGuard> {
+    let level = if args.quiet {
+        "warn"
+    } else {
+        match args.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    // Our crate at the chosen level; the libraries one step quieter unless tracing everything.
+    let directive = if level == "trace" { "trace".to_string() } else { format!("warn,followq={level}") };
+    let make_filter = || EnvFilter::new(&directive);
+    let json = args.log_format == LogFormat::Json;
+    let stderr_layer = if json {
+        tracing_subscriber::fmt::layer().json().with_writer(BarSafeStderr).with_filter(make_filter()).boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(BarSafeStderr)
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(make_filter())
+            .boxed()
+    };
+    let mut file_guard = None;
+    let file_layer = match &args.log_file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("--log-file {}: {e}", path.display()))?;
+            let f = Arc::new(f);
+            file_guard = Some(f.clone());
+            let layer = tracing_subscriber::fmt::layer().with_writer(f).with_ansi(false);
+            Some(if json {
+                layer.json().with_filter(make_filter()).boxed()
+            } else {
+                layer.with_filter(make_filter()).boxed()
+            })
+        }
+        None => None,
+    };
+    tracing_subscriber::registry().with(stderr_layer).with(file_layer).try_init().ok();
+    Ok(LogGuard(file_guard))
+}
+
+/// Per account at the start of the run: (jobs total, jobs done).
+pub type Totals = HashMap<i64, (i64, i64)>;
+
+/// The bars of `run`.
+pub struct Bars {
+    bars: Vec<(i64, ProgressBar)>,
+    total: ProgressBar,
+    start: Totals,
+    /// Without a terminal: log a line this often instead.
+    log_every: Option<Duration>,
+    last_log: Instant,
+}
+
+impl Bars {
+    /// Bars for these accounts (id, name); hidden when `show` is false or stderr is no terminal.
+    pub fn new(accounts: &[(i64, String)], start: Totals, show: bool) -> Bars {
+        let visible = show && std::io::stderr().is_terminal();
+        let style = ProgressStyle::with_template("{prefix:<12} [{bar:24.cyan/blue}] {pos:>6}/{len:<6} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        let mk = |prefix: &str| {
+            let b = if visible { multi().add(ProgressBar::new(0)) } else { ProgressBar::hidden() };
+            b.set_style(style.clone());
+            b.set_prefix(prefix.to_string());
+            b
+        };
+        let bars = accounts.iter().filter(|(id, _)| start.contains_key(id)).map(|(id, name)| (*id, mk(name))).collect();
+        let total = mk("all");
+        Bars { bars, total, start, log_every: (!visible).then_some(Duration::from_secs(10)), last_log: Instant::now() }
+    }
+
+    /// Removes the bars, leaving the final lines on screen.
+    pub fn finish(&self) {
+        for (_, b) in &self.bars {
+            b.abandon();
+        }
+        self.total.abandon();
+    }
+}
+
+impl Observer for Bars {
+    fn update(&mut self, sched: &Scheduler, outcomes: &HashMap<i64, HashMap<&'static str, i64>>, now: i64) {
+        let mut all_done = 0;
+        let mut all_total = 0;
+        let mut summary: HashMap<&str, i64> = HashMap::new();
+        let app_ready = sched.app_ready_at();
+        for (i, a) in sched.accounts.iter().enumerate() {
+            let Some(&(total0, done0)) = self.start.get(&a.id) else { continue };
+            let run = outcomes.get(&a.id);
+            let done = done0 + run.map_or(0, |m| m.values().sum::<i64>());
+            let total = total0.max(done + a.queued);
+            all_done += done;
+            all_total += total;
+            if let Some(m) = run {
+                for (k, v) in m {
+                    *summary.entry(k).or_default() += v;
+                }
+            }
+            let msg = account_message(sched, i, now, app_ready, run);
+            if let Some((_, bar)) = self.bars.iter().find(|(id, _)| *id == a.id) {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                bar.set_message(msg);
+            }
+        }
+        self.total.set_length(all_total as u64);
+        self.total.set_position(all_done as u64);
+        let eta = sched.eta(now).map_or("-".to_string(), |t| human_ms(t - now));
+        let mut parts: Vec<String> = summary.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        parts.sort();
+        let app_used = sched.app_used(now);
+        self.total.set_message(format!(
+            "app {app_used}/{} in window | ETA {eta} | {}",
+            sched.limits.per_app,
+            parts.join(", ")
+        ));
+        if let Some(every) = self.log_every
+            && self.last_log.elapsed() >= every
+        {
+            self.last_log = Instant::now();
+            tracing::info!(done = all_done, total = all_total, app_window = app_used, eta = %eta, "progress");
+        }
+    }
+}
+
+/// "12 followed, 1 blocked | 40/400 | next follow in 3m12s".
+fn account_message(
+    sched: &Scheduler,
+    i: usize,
+    now: i64,
+    app_ready: i64,
+    run: Option<&HashMap<&'static str, i64>>,
+) -> String {
+    let a = &sched.accounts[i];
+    let used = sched.used(i, now);
+    let mut outs: Vec<String> = run.map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect()).unwrap_or_default();
+    outs.sort();
+    let state = if let Some(why) = &a.stopped {
+        format!("STOPPED: {why}")
+    } else if a.queued == 0 {
+        "done".to_string()
+    } else if a.paused_until > now {
+        format!("paused {} ({})", human_ms(a.paused_until - now), a.pause_reason)
+    } else {
+        match sched.account_ready_at(i).map(|t| t.max(app_ready)) {
+            Some(t) if t > now && used >= sched.limits.per_user as usize => {
+                format!("window full: resumes {}", crate::cli::local_time(t).split(' ').nth(1).unwrap_or("-"))
+            }
+            Some(t) if t > now => format!("next follow in {}", human_ms(t - now)),
+            _ => "sending".to_string(),
+        }
+    };
+    format!("{used}/{} in window | {state} | {}", sched.limits.per_user, outs.join(", "))
+}

@@ -1,0 +1,209 @@
+//! The local X API stand-in: strict where X is strict (signatures, timestamps, nonces, rolling
+//! windows), able to misbehave on purpose (seeded faults, scripted errors), and honest about what
+//! it saw (`GET /_sandbox/stats`). Binds 127.0.0.1 only; stops when its handle is dropped.
+
+pub mod auth;
+mod state;
+
+pub use state::{Faults, Stats};
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use state::{Reply, World};
+
+/// A scripted answer: HTTP status and X error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scripted {
+    pub status: u16,
+    pub code: i64,
+}
+
+/// The sandbox's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// consumer key → consumer secret.
+    pub consumers: HashMap<String, String>,
+    /// token → (token secret, account name for stats).
+    pub tokens: HashMap<String, (String, String)>,
+    pub per_user: u32,
+    pub per_app: u32,
+    pub window: Duration,
+    /// Requests that arrive this much inside the window's edge are still let through (latency).
+    pub grace: Duration,
+    /// Seconds added to the sandbox's clock (to exercise clock-skew handling).
+    pub clock_offset: i64,
+    /// Share of repeated follows answered 200 rather than 403.
+    pub already_200_ratio: f64,
+    /// A follow shows in friendships/lookup only this long after it was made.
+    pub visible_after: Duration,
+    /// Allowed difference between oauth_timestamp and the sandbox clock.
+    pub max_skew_secs: i64,
+    pub faults: Faults,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            consumers: HashMap::new(),
+            tokens: HashMap::new(),
+            per_user: 400,
+            per_app: 1000,
+            window: Duration::from_secs(86_400),
+            grace: Duration::from_millis(100),
+            clock_offset: 0,
+            already_200_ratio: 0.5,
+            visible_after: Duration::ZERO,
+            max_skew_secs: 300,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// A running sandbox. Dropping it stops the server.
+pub struct Sandbox {
+    pub addr: SocketAddr,
+    world: Arc<Mutex<World>>,
+    stop: CancellationToken,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Sandbox {
+    /// Starts on 127.0.0.1:`port` (0: any free port).
+    pub async fn start(config: Config, port: u16) -> std::io::Result<Sandbox> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let world = Arc::new(Mutex::new(World::new(config)));
+        let stop = CancellationToken::new();
+        let app =
+            Router::new().route("/_sandbox/stats", get(stats_handler)).fallback(api_handler).with_state(world.clone());
+        let token = stop.clone();
+        tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await });
+            if let Err(e) = server.await {
+                tracing::warn!(error = %e, "sandbox server stopped");
+            }
+        });
+        Ok(Sandbox { addr, world, stop })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What the sandbox has seen so far.
+    pub fn stats(&self) -> Stats {
+        self.world.lock().unwrap_or_else(|p| p.into_inner()).stats()
+    }
+
+    /// Shifts the sandbox clock by `secs` seconds.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.world.lock().unwrap_or_else(|p| p.into_inner()).config.clock_offset = secs;
+    }
+
+    /// Answers the next create requests of `token` with these, in order.
+    pub fn script(&self, token: &str, replies: &[Scripted]) {
+        self.world.lock().unwrap_or_else(|p| p.into_inner()).script(token, replies, false);
+    }
+
+    /// Answers every request of `token` with this, from now on (a locked or revoked account).
+    pub fn script_always(&self, token: &str, reply: Scripted) {
+        self.world.lock().unwrap_or_else(|p| p.into_inner()).script(token, &[reply], true);
+    }
+
+    /// Stops answering every request of `token` with a sticky script.
+    pub fn clear_script(&self, token: &str) {
+        self.world.lock().unwrap_or_else(|p| p.into_inner()).clear_script(token);
+    }
+
+    /// Changes the fault rates.
+    pub fn set_faults(&self, faults: Faults) {
+        self.world.lock().unwrap_or_else(|p| p.into_inner()).set_faults(faults);
+    }
+}
+
+async fn stats_handler(State(world): State<Arc<Mutex<World>>>) -> Response {
+    let stats = world.lock().unwrap_or_else(|p| p.into_inner()).stats();
+    axum::Json(stats).into_response()
+}
+
+async fn api_handler(
+    State(world): State<Arc<Mutex<World>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_ascii_lowercase();
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    let request = state::Request {
+        method: method.as_str().to_string(),
+        base_uri: format!("http://{host}{}", uri.path()),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        form: if is_form { String::from_utf8_lossy(&body).into_owned() } else { String::new() },
+        authorization: headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).map(str::to_string),
+    };
+    let reply = world.lock().unwrap_or_else(|p| p.into_inner()).handle(&request);
+    match reply {
+        Reply::Answer(r) => r.into_response(),
+        Reply::Hang(after, r) => {
+            tokio::time::sleep(after).await;
+            r.into_response()
+        }
+        Reply::Drop => {
+            // Headers go out, then the body fails: hyper aborts the connection mid-response.
+            let stream =
+                futures_util::stream::once(async { Err::<Bytes, std::io::Error>(std::io::Error::other("dropped")) });
+            Response::builder().status(StatusCode::OK).body(Body::from_stream(stream)).unwrap_or_default()
+        }
+    }
+}
+
+/// Parses a fault spec: `503=0.1,500=0.05,hang=0.02,drop=0.02,429=0.02,seed=42,hang_for=5s`.
+pub fn parse_faults(spec: &str) -> Result<Faults, String> {
+    let mut f = Faults::default();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').ok_or_else(|| format!("'{part}': expected key=value"))?;
+        let rate = || -> Result<f64, String> {
+            let r: f64 = v.parse().map_err(|_| format!("'{part}': '{v}' is not a number"))?;
+            if (0.0..=1.0).contains(&r) { Ok(r) } else { Err(format!("'{part}': a rate is between 0 and 1")) }
+        };
+        match k {
+            "503" => f.p503 = rate()?,
+            "500" => f.p500 = rate()?,
+            "hang" => f.hang = rate()?,
+            "drop" => f.drop = rate()?,
+            "429" => f.p429 = rate()?,
+            "seed" => f.seed = v.parse().map_err(|_| format!("'{part}': seed is a whole number"))?,
+            "hang_for" => f.hang_for = humantime::parse_duration(v).map_err(|e| format!("'{part}': {e}"))?,
+            _ => return Err(format!("'{k}': unknown fault (503, 500, hang, drop, 429, seed, hang_for)")),
+        }
+    }
+    if f.p503 + f.p500 + f.hang + f.drop + f.p429 > 1.0 {
+        return Err("fault rates add up to more than 1".into());
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests;

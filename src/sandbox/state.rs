@@ -1,0 +1,532 @@
+//! The sandbox's world: users, follows, rolling windows, nonces, faults and the statistics.
+//! Pure apart from the clock: every answer is decided here under one lock.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Config, Scripted, auth};
+
+/// Fault rates (0–1 each) and their seed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Faults {
+    pub p503: f64,
+    pub p500: f64,
+    /// Apply the follow, then answer only after `hang_for` (past the client's timeout).
+    pub hang: f64,
+    /// Drop the connection without applying the follow.
+    pub drop: f64,
+    /// A spurious 429 with a reset a second or two away.
+    pub p429: f64,
+    pub seed: u64,
+    pub hang_for: Duration,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults { p503: 0.0, p500: 0.0, hang: 0.0, drop: 0.0, p429: 0.0, seed: 0, hang_for: Duration::from_secs(40) }
+    }
+}
+
+/// What the sandbox saw.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Stats {
+    /// Every request to the API paths.
+    pub requests: u64,
+    /// friendships/create requests by account (authenticated ones).
+    pub creates: BTreeMap<String, u64>,
+    pub by_status: BTreeMap<u16, u64>,
+    /// Requests that arrived while their window (account or app) was already full.
+    pub violations: u64,
+    pub bad_signatures: u64,
+    /// Distinct targets each account follows (or has requested).
+    pub follows: BTreeMap<String, u64>,
+    /// Creates for a pair that was already followed or requested.
+    pub duplicate_creates: u64,
+    /// The most create requests seen inside any one window.
+    pub max_in_window: MaxInWindow,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<String, u64>,
+}
+
+/// The most requests inside any one window, per account and for the app.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct MaxInWindow {
+    pub per_account: BTreeMap<String, u64>,
+    pub app: u64,
+}
+
+/// A request, as the handler saw it.
+pub struct Request {
+    pub method: String,
+    pub base_uri: String,
+    pub path: String,
+    pub query: String,
+    pub form: String,
+    pub authorization: Option<String>,
+}
+
+/// What the handler should do.
+pub enum Reply {
+    Answer(Answer),
+    Hang(Duration, Answer),
+    Drop,
+}
+
+/// A status, a JSON body, extra headers, and the Date of the sandbox clock.
+pub struct Answer {
+    status: u16,
+    body: String,
+    headers: Vec<(&'static str, String)>,
+    date: SystemTime,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut r =
+            (StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), self.body).into_response();
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(self.date)) {
+            h.insert(header::DATE, v);
+        }
+        for (k, v) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(k, v);
+            }
+        }
+        r
+    }
+}
+
+/// A user the sandbox knows: a stable id for every name, a stable name for every id.
+struct User {
+    id: u64,
+    screen_name: String,
+}
+
+fn user_for_name(name: &str) -> User {
+    // FNV-1a of the lower-case name: the same name is the same user, in every run.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in name.to_ascii_lowercase().bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    User { id: 1_000_000_000 + (h % 1_000_000_000_000), screen_name: name.to_string() }
+}
+
+fn user_for_id(id: u64) -> User {
+    User { id, screen_name: format!("user{id}") }
+}
+
+/// A rolling window of request times.
+#[derive(Default)]
+struct Window {
+    times: VecDeque<i64>,
+    max: u64,
+}
+
+impl Window {
+    /// Counts a request at `now` (ms); returns how many came before it in the window, where
+    /// the edge is moved in by `grace`.
+    fn count(&mut self, now: i64, window: i64, grace: i64) -> usize {
+        while self.times.front().is_some_and(|&t| t <= now - window) {
+            self.times.pop_front();
+        }
+        let before = self.times.iter().filter(|&&t| t > now - window + grace).count();
+        self.times.push_back(now);
+        self.max = self.max.max(self.times.len() as u64);
+        before
+    }
+
+    /// When the window next has room below `limit` (ms).
+    fn frees_at(&self, limit: u32, window: i64) -> i64 {
+        let n = self.times.len();
+        let limit = limit as usize;
+        if n < limit { 0 } else { self.times[n - limit] + window }
+    }
+}
+
+/// Everything the sandbox remembers.
+pub struct World {
+    pub config: Config,
+    rng: StdRng,
+    nonces: HashSet<(String, String)>,
+    nonce_times: VecDeque<(i64, String, String)>,
+    user_windows: HashMap<String, Window>,
+    app_windows: HashMap<String, Window>,
+    /// (token, user id) → when followed.
+    follows: HashMap<(String, u64), i64>,
+    /// (token, user id) → a request is pending (protected target).
+    pending: HashSet<(String, u64)>,
+    scripts: HashMap<String, VecDeque<Scripted>>,
+    sticky: HashMap<String, Scripted>,
+    stats: Stats,
+}
+
+fn error_body(code: i64, message: &str) -> String {
+    json!({"errors": [{"code": code, "message": message}]}).to_string()
+}
+
+fn message_for(code: i64) -> &'static str {
+    match code {
+        32 => "Could not authenticate you.",
+        63 => "User has been suspended.",
+        64 => "Your account is suspended and is not permitted to access this feature.",
+        88 => "Rate limit exceeded.",
+        89 => "Invalid or expired token.",
+        108 => "Cannot find specified user.",
+        130 => "Over capacity.",
+        131 => "Internal error.",
+        135 => "Timestamp out of bounds.",
+        160 => "You've already requested to follow the user.",
+        161 => {
+            "You are unable to follow more people at this time. Learn more <a href='http://support.twitter.com/articles/66885-i-can-t-follow-people-follow-limits'>here</a>."
+        }
+        162 => "You have been blocked from following this account at the request of the user.",
+        226 => {
+            "This request looks like it might be automated. To protect our users from spam and other malicious activity, we can't complete this action right now."
+        }
+        261 => "Your App cannot perform write actions.",
+        326 => "To protect our users from spam and other malicious activity, this account is temporarily locked.",
+        416 => "Invalid / suspended App.",
+        _ => "Error.",
+    }
+}
+
+impl World {
+    pub fn new(config: Config) -> World {
+        let seed = config.faults.seed;
+        World {
+            config,
+            rng: StdRng::seed_from_u64(seed),
+            nonces: HashSet::new(),
+            nonce_times: VecDeque::new(),
+            user_windows: HashMap::new(),
+            app_windows: HashMap::new(),
+            follows: HashMap::new(),
+            pending: HashSet::new(),
+            scripts: HashMap::new(),
+            sticky: HashMap::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.rng = StdRng::seed_from_u64(faults.seed);
+        self.config.faults = faults;
+    }
+
+    pub fn script(&mut self, token: &str, replies: &[Scripted], sticky: bool) {
+        if sticky {
+            if let Some(r) = replies.first() {
+                self.sticky.insert(token.to_string(), *r);
+            }
+        } else {
+            self.scripts.entry(token.to_string()).or_default().extend(replies.iter().copied());
+        }
+    }
+
+    pub fn clear_script(&mut self, token: &str) {
+        self.sticky.remove(token);
+        self.scripts.remove(token);
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.max_in_window.per_account =
+            self.user_windows.iter().map(|(token, w)| (self.account_name(token), w.max)).collect();
+        s.max_in_window.app = self.app_windows.values().map(|w| w.max).max().unwrap_or(0);
+        let mut follows: BTreeMap<String, u64> = BTreeMap::new();
+        for (token, _) in self.follows.keys() {
+            *follows.entry(self.account_name(token)).or_default() += 1;
+        }
+        for (token, _) in &self.pending {
+            *follows.entry(self.account_name(token)).or_default() += 1;
+        }
+        s.follows = follows;
+        s
+    }
+
+    fn account_name(&self, token: &str) -> String {
+        self.config.tokens.get(token).map(|(_, n)| n.clone()).unwrap_or_else(|| token.to_string())
+    }
+
+    /// The sandbox clock (ms), with its configured offset.
+    fn now_ms(&self) -> i64 {
+        let local = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        local + self.config.clock_offset * 1000
+    }
+
+    fn answer(&mut self, status: u16, body: String, headers: Vec<(&'static str, String)>) -> Answer {
+        *self.stats.by_status.entry(status).or_default() += 1;
+        let now = self.now_ms();
+        Answer { status, body, headers, date: UNIX_EPOCH + Duration::from_millis(now.max(0) as u64) }
+    }
+
+    fn error(&mut self, status: u16, code: i64) -> Reply {
+        let body = error_body(code, message_for(code));
+        Reply::Answer(self.answer(status, body, Vec::new()))
+    }
+
+    /// Decides the answer to one request.
+    pub fn handle(&mut self, req: &Request) -> Reply {
+        self.stats.requests += 1;
+        let route = match (req.method.as_str(), req.path.as_str()) {
+            ("POST", "/1.1/friendships/create.json") => Route::Create,
+            ("GET", "/1.1/friendships/lookup.json") => Route::Lookup,
+            ("GET", "/1.1/account/verify_credentials.json") => Route::Verify,
+            _ => {
+                let body = error_body(34, "Sorry, that page does not exist.");
+                return Reply::Answer(self.answer(404, body, Vec::new()));
+            }
+        };
+        let (token, params) = match self.authenticate(req) {
+            Ok(x) => x,
+            Err(reply) => return reply,
+        };
+        if let Some(s) = self.sticky.get(&token).copied() {
+            return self.error(s.status, s.code);
+        }
+        match route {
+            Route::Create => self.create(&token, &params),
+            Route::Lookup => self.lookup(&token, &params),
+            Route::Verify => {
+                let name = self.account_name(&token);
+                let body = json!({"id_str": user_for_name(&name).id.to_string(), "screen_name": name}).to_string();
+                Reply::Answer(self.answer(200, body, Vec::new()))
+            }
+        }
+    }
+
+    /// Verifies the OAuth signature; returns the token and the request's own parameters.
+    fn authenticate(&mut self, req: &Request) -> Result<(String, Vec<(String, String)>), Reply> {
+        let Some(header) = req.authorization.as_deref().and_then(auth::parse_header) else {
+            self.stats.bad_signatures += 1;
+            return Err(self.error(400, 215));
+        };
+        let (Some(mut params), Some(form)) = (auth::parse_pairs(&req.query), auth::parse_pairs(&req.form)) else {
+            return Err(self.error(400, 215));
+        };
+        params.extend(form);
+        let request_params = params.clone();
+        params.extend(header.params.iter().cloned());
+        let get = |k: &str| header.get(k).map(str::to_string);
+        let (Some(ck), Some(token), Some(ts), Some(nonce)) =
+            (get("oauth_consumer_key"), get("oauth_token"), get("oauth_timestamp"), get("oauth_nonce"))
+        else {
+            self.stats.bad_signatures += 1;
+            return Err(self.error(400, 215));
+        };
+        if header.get("oauth_signature_method") != Some("HMAC-SHA1")
+            || header.get("oauth_version").is_some_and(|v| v != "1.0")
+        {
+            self.stats.bad_signatures += 1;
+            return Err(self.error(401, 32));
+        }
+        let (Some(cs), Some((secret, _))) =
+            (self.config.consumers.get(&ck).cloned(), self.config.tokens.get(&token).cloned())
+        else {
+            self.stats.bad_signatures += 1;
+            return Err(self.error(401, 32));
+        };
+        let now = self.now_ms();
+        let Ok(ts) = ts.parse::<i64>() else {
+            return Err(self.error(401, 32));
+        };
+        if (ts - now / 1000).abs() > self.config.max_skew_secs {
+            return Err(self.error(401, 135));
+        }
+        let base = auth::base_string(&req.method, &req.base_uri, &params);
+        if !auth::verify(&base, &cs, &secret, &header.signature) {
+            self.stats.bad_signatures += 1;
+            return Err(self.error(401, 32));
+        }
+        // A nonce may be used once per timestamp window; remember them for twice the skew.
+        while self.nonce_times.front().is_some_and(|(t, _, _)| *t < now / 1000 - 2 * self.config.max_skew_secs) {
+            if let Some((_, c, n)) = self.nonce_times.pop_front() {
+                self.nonces.remove(&(c, n));
+            }
+        }
+        if !self.nonces.insert((ck.clone(), nonce.clone())) {
+            self.stats.bad_signatures += 1;
+            return Err(self.error(401, 32));
+        }
+        self.nonce_times.push_back((ts, ck, nonce));
+        Ok((token, request_params))
+    }
+
+    fn create(&mut self, token: &str, params: &[(String, String)]) -> Reply {
+        let name = self.account_name(token);
+        *self.stats.creates.entry(name).or_default() += 1;
+        let now = self.now_ms();
+        let window = self.config.window.as_millis() as i64;
+        let grace = self.config.grace.as_millis() as i64;
+        let consumer = "app".to_string();
+        let used_user = self.user_windows.entry(token.to_string()).or_default().count(now, window, grace);
+        let used_app = self.app_windows.entry(consumer).or_default().count(now, window, grace);
+        if used_user >= self.config.per_user as usize || used_app >= self.config.per_app as usize {
+            self.stats.violations += 1;
+            let user_full = used_user >= self.config.per_user as usize;
+            let (limit, frees) = if user_full {
+                (self.config.per_user, self.user_windows[token].frees_at(self.config.per_user, window))
+            } else {
+                (self.config.per_app, self.app_windows["app"].frees_at(self.config.per_app, window))
+            };
+            let reset = (frees + 999) / 1000;
+            let headers = vec![
+                ("x-rate-limit-limit", limit.to_string()),
+                ("x-rate-limit-remaining", "0".to_string()),
+                ("x-rate-limit-reset", reset.to_string()),
+            ];
+            let body = error_body(88, message_for(88));
+            return Reply::Answer(self.answer(429, body, headers));
+        }
+        if let Some(s) = self.scripts.get_mut(token).and_then(|q| q.pop_front()) {
+            return self.error(s.status, s.code);
+        }
+        // Faults, by one roll against the stacked rates.
+        let f = self.config.faults.clone();
+        let roll: f64 = self.rng.random();
+        let mut edge = 0.0;
+        let mut hit = |p: f64| {
+            edge += p;
+            roll < edge
+        };
+        if hit(f.p503) {
+            *self.stats.faults.entry("503".into()).or_default() += 1;
+            return self.error(503, 130);
+        }
+        if hit(f.p500) {
+            *self.stats.faults.entry("500".into()).or_default() += 1;
+            return self.error(500, 131);
+        }
+        if hit(f.p429) {
+            *self.stats.faults.entry("429".into()).or_default() += 1;
+            let reset = now / 1000 + 1 + self.rng.random_range(0..2);
+            let headers = vec![
+                ("x-rate-limit-limit", self.config.per_user.to_string()),
+                ("x-rate-limit-remaining", "0".to_string()),
+                ("x-rate-limit-reset", reset.to_string()),
+            ];
+            let body = error_body(88, message_for(88));
+            return Reply::Answer(self.answer(429, body, headers));
+        }
+        if hit(f.drop) {
+            *self.stats.faults.entry("drop".into()).or_default() += 1;
+            *self.stats.by_status.entry(0).or_default() += 1;
+            return Reply::Drop;
+        }
+        let hang = hit(f.hang);
+        let reply = self.follow(token, params, now);
+        if hang {
+            *self.stats.faults.entry("hang".into()).or_default() += 1;
+            if let Reply::Answer(a) = reply {
+                return Reply::Hang(f.hang_for, a);
+            }
+        }
+        reply
+    }
+
+    /// Applies a follow and answers as X does.
+    fn follow(&mut self, token: &str, params: &[(String, String)], now: i64) -> Reply {
+        let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
+        let user = match (get("user_id"), get("screen_name")) {
+            (Some(id), _) => match id.parse::<u64>() {
+                Ok(id) if id > 0 => user_for_id(id),
+                _ => return self.error(404, 108),
+            },
+            (None, Some(name)) if !name.is_empty() => user_for_name(&name),
+            _ => return self.error(404, 108),
+        };
+        let lower = user.screen_name.to_ascii_lowercase();
+        if lower.starts_with("x_") {
+            return self.error(404, 108);
+        }
+        if lower.starts_with("s_") {
+            return self.error(403, 63);
+        }
+        if lower.starts_with("b_") {
+            return self.error(403, 162);
+        }
+        let key = (token.to_string(), user.id);
+        if lower.starts_with("p_") {
+            if !self.pending.insert(key) {
+                self.stats.duplicate_creates += 1;
+                return self.error(403, 160);
+            }
+            return Reply::Answer(self.user_answer(&user, true));
+        }
+        if self.follows.contains_key(&key) {
+            self.stats.duplicate_creates += 1;
+            let ratio = self.config.already_200_ratio;
+            if self.rng.random_bool(ratio.clamp(0.0, 1.0)) {
+                return Reply::Answer(self.user_answer(&user, false));
+            }
+            let message = format!("Could not follow user: {} is already on your list.", user.screen_name);
+            let body = if self.rng.random_bool(0.5) {
+                json!({"request": "/1.1/friendships/create.json", "error": message}).to_string()
+            } else {
+                json!({"errors": [{"message": message}]}).to_string()
+            };
+            return Reply::Answer(self.answer(403, body, Vec::new()));
+        }
+        self.follows.insert(key, now);
+        Reply::Answer(self.user_answer(&user, false))
+    }
+
+    fn user_answer(&mut self, user: &User, protected: bool) -> Answer {
+        let body = json!({
+            "id": user.id,
+            "id_str": user.id.to_string(),
+            "screen_name": user.screen_name,
+            "protected": protected,
+            "follow_request_sent": protected,
+            "following": null,
+        })
+        .to_string();
+        self.answer(200, body, Vec::new())
+    }
+
+    fn lookup(&mut self, token: &str, params: &[(String, String)]) -> Reply {
+        let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
+        let users: Vec<User> = match (get("user_id"), get("screen_name")) {
+            (Some(ids), _) => ids.split(',').filter_map(|s| s.trim().parse().ok()).map(user_for_id).collect(),
+            (None, Some(names)) => {
+                names.split(',').map(str::trim).filter(|s| !s.is_empty()).map(user_for_name).collect()
+            }
+            _ => return self.error(404, 108),
+        };
+        if users.len() > 100 {
+            return self.error(400, 195);
+        }
+        let now = self.now_ms();
+        let visible = self.config.visible_after.as_millis() as i64;
+        let out: Vec<serde_json::Value> = users
+            .iter()
+            .filter(|u| !u.screen_name.to_ascii_lowercase().starts_with("x_"))
+            .map(|u| {
+                let key = (token.to_string(), u.id);
+                let conn = match self.follows.get(&key) {
+                    Some(&t) if now - t >= visible => "following",
+                    _ if self.pending.contains(&key) => "following_requested",
+                    _ => "none",
+                };
+                json!({"name": u.screen_name, "screen_name": u.screen_name, "id": u.id, "id_str": u.id.to_string(), "connections": [conn]})
+            })
+            .collect();
+        let body = serde_json::Value::Array(out).to_string();
+        Reply::Answer(self.answer(200, body, Vec::new()))
+    }
+}
+
+enum Route {
+    Create,
+    Lookup,
+    Verify,
+}

@@ -1,0 +1,491 @@
+//! When may the next request go: per account and for the app, the rolling-window cap from the
+//! ledger, `spread` pacing, pauses, stopped accounts, and round-robin between accounts.
+//!
+//! Pure: every function takes `now` (ms), so days of scheduling are tested in microseconds. Its
+//! state is an in-memory mirror of the ledger, loaded from the database at start-up and updated on
+//! every claim; the ledger check inside the claim transaction stays the hard guarantee.
+//!
+//! Why not governor (the stack's choice for pacing): its GCRA state is an in-memory clock that
+//! cannot be persisted or seeded, so after a restart it would disagree with the ledger, and with
+//! a burst it does not cap a rolling window at all (stack-notes.md). Spacing "one request per
+//! window/limit after the last one" is exactly derivable from the ledger's last send time, so one
+//! source of truth does both jobs, survives restarts, and is testable without sleeping.
+
+use std::collections::VecDeque;
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::config::Pace;
+
+/// The share of the spacing that jitter may take off in `spread` mode: requests never come at a
+/// perfectly regular beat, and the window cap still bounds the total.
+const JITTER: f64 = 0.05;
+
+/// The limits as the scheduler uses them.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub per_user: u32,
+    pub per_app: u32,
+    /// The window with its safety margin, ms.
+    pub window_ms: i64,
+    pub pace: Pace,
+}
+
+impl Limits {
+    /// Spread spacing between one account's requests, ms.
+    pub fn user_spacing(&self, pace_factor: f64) -> i64 {
+        ((self.window_ms as f64 / self.per_user as f64) * pace_factor).ceil() as i64
+    }
+    /// Spread spacing between the app's requests, ms.
+    pub fn app_spacing(&self) -> i64 {
+        (self.window_ms as f64 / self.per_app as f64).ceil() as i64
+    }
+}
+
+/// One account's scheduling state.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    /// Send times inside the current window, oldest first.
+    sends: VecDeque<i64>,
+    /// The last send, however old.
+    last_sent: Option<i64>,
+    /// When this account was last served, as a sequence number: round-robin order. (Times
+    /// tie when several requests go in one millisecond; a counter does not.)
+    served: u64,
+    /// This account's next spread gap, jitter applied.
+    gap: i64,
+    pub paused_until: i64,
+    pub pause_reason: String,
+    /// Why the account cannot go on; `None` while it can.
+    pub stopped: Option<String>,
+    pub pace_factor: f64,
+    /// Jobs queued (not in flight) and the earliest time one may go; `None`: no work.
+    pub queued: i64,
+    pub ready_at: Option<i64>,
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Send for the account at this index now.
+    Send(usize),
+    /// Nothing may go before this time.
+    Wait(i64),
+    /// No account has queued work.
+    Idle,
+    /// Every account with work is stopped.
+    Blocked,
+}
+
+/// The scheduler: accounts, the app's window, and a seeded source of jitter.
+#[derive(Debug)]
+pub struct Scheduler {
+    pub limits: Limits,
+    pub accounts: Vec<Account>,
+    app_sends: VecDeque<i64>,
+    app_last: Option<i64>,
+    app_gap: i64,
+    /// The serve counter behind [`Account::served`].
+    turn: u64,
+    rng: StdRng,
+}
+
+impl Scheduler {
+    /// An empty scheduler; add accounts with [`Scheduler::add_account`] and history with
+    /// [`Scheduler::load_send`].
+    pub fn new(limits: Limits, seed: u64) -> Scheduler {
+        Scheduler {
+            limits,
+            accounts: Vec::new(),
+            app_sends: VecDeque::new(),
+            app_last: None,
+            app_gap: limits.app_spacing(),
+            turn: 0,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// Adds an account; returns its index.
+    pub fn add_account(
+        &mut self,
+        id: i64,
+        name: &str,
+        paused_until: i64,
+        pause_reason: &str,
+        stopped: Option<String>,
+        pace_factor: f64,
+    ) -> usize {
+        self.accounts.push(Account {
+            id,
+            name: name.to_string(),
+            sends: VecDeque::new(),
+            last_sent: None,
+            served: 0,
+            gap: self.limits.user_spacing(pace_factor),
+            paused_until,
+            pause_reason: pause_reason.to_string(),
+            stopped,
+            pace_factor,
+            queued: 0,
+            ready_at: None,
+        });
+        self.accounts.len() - 1
+    }
+
+    /// The index of an account by id.
+    pub fn index_of(&self, id: i64) -> Option<usize> {
+        self.accounts.iter().position(|a| a.id == id)
+    }
+
+    /// A past send from the ledger (oldest first). An account unknown here counts for the app only.
+    pub fn load_send(&mut self, account_id: i64, at: i64) {
+        if let Some(i) = self.index_of(account_id) {
+            let a = &mut self.accounts[i];
+            a.sends.push_back(at);
+            a.last_sent = Some(a.last_sent.map_or(at, |l| l.max(at)));
+        }
+        self.app_sends.push_back(at);
+        self.app_last = Some(self.app_last.map_or(at, |l| l.max(at)));
+    }
+
+    /// The last send of an account older than the window (spread spacing still starts from it).
+    pub fn load_last_send(&mut self, account_id: i64, at: i64) {
+        if let Some(i) = self.index_of(account_id) {
+            let a = &mut self.accounts[i];
+            a.last_sent = Some(a.last_sent.map_or(at, |l| l.max(at)));
+        }
+        self.app_last = Some(self.app_last.map_or(at, |l| l.max(at)));
+    }
+
+    /// A request was claimed for account `i` at `at`.
+    pub fn record_send(&mut self, i: usize, at: i64) {
+        let jitter_user = self.jitter();
+        let jitter_app = self.jitter();
+        let limits = self.limits;
+        self.turn += 1;
+        let a = &mut self.accounts[i];
+        a.served = self.turn;
+        a.sends.push_back(at);
+        a.last_sent = Some(at);
+        a.gap = (limits.user_spacing(a.pace_factor) as f64 * (1.0 - jitter_user)) as i64;
+        self.app_sends.push_back(at);
+        self.app_last = Some(at);
+        self.app_gap = (limits.app_spacing() as f64 * (1.0 - jitter_app)) as i64;
+    }
+
+    fn jitter(&mut self) -> f64 {
+        match self.limits.pace {
+            Pace::Spread => self.rng.random_range(0.0..JITTER),
+            Pace::Asap => 0.0,
+        }
+    }
+
+    /// Drops sends that left the window.
+    fn prune(&mut self, now: i64) {
+        let start = now - self.limits.window_ms;
+        for a in &mut self.accounts {
+            while a.sends.front().is_some_and(|&t| t <= start) {
+                a.sends.pop_front();
+            }
+        }
+        while self.app_sends.front().is_some_and(|&t| t <= start) {
+            self.app_sends.pop_front();
+        }
+    }
+
+    /// Requests counted in account `i`'s window at `now`.
+    pub fn used(&self, i: usize, now: i64) -> usize {
+        in_window(&self.accounts[i].sends, now - self.limits.window_ms)
+    }
+
+    /// Requests counted in the app's window at `now`.
+    pub fn app_used(&self, now: i64) -> usize {
+        in_window(&self.app_sends, now - self.limits.window_ms)
+    }
+
+    /// Account `i`'s oldest send still in the window (when a slot frees, plus the window).
+    pub fn oldest_send(&self, i: usize) -> Option<i64> {
+        self.accounts[i].sends.front().copied()
+    }
+
+    /// The earliest time the window of `sends` has room, given `limit`.
+    fn cap_free_at(sends: &VecDeque<i64>, limit: u32, window_ms: i64) -> i64 {
+        let n = sends.len();
+        let limit = limit as usize;
+        if n < limit { i64::MIN } else { sends[n - limit] + window_ms }
+    }
+
+    /// When account `i` may next send, ignoring the app (None: stopped or no work).
+    pub fn account_ready_at(&self, i: usize) -> Option<i64> {
+        let a = &self.accounts[i];
+        if a.stopped.is_some() {
+            return None;
+        }
+        let work = a.ready_at?;
+        let cap = Self::cap_free_at(&a.sends, self.limits.per_user, self.limits.window_ms);
+        let pace = match (self.limits.pace, a.last_sent) {
+            (Pace::Spread, Some(last)) => last + a.gap,
+            _ => i64::MIN,
+        };
+        Some(work.max(cap).max(pace).max(a.paused_until))
+    }
+
+    /// When the app may next send.
+    pub fn app_ready_at(&self) -> i64 {
+        let cap = Self::cap_free_at(&self.app_sends, self.limits.per_app, self.limits.window_ms);
+        let pace = match (self.limits.pace, self.app_last) {
+            (Pace::Spread, Some(last)) => last + self.app_gap,
+            _ => i64::MIN,
+        };
+        cap.max(pace)
+    }
+
+    /// The next step at `now`. Among accounts that may send, the one that sent least recently
+    /// goes first, so one long list cannot starve the others.
+    pub fn decide(&mut self, now: i64) -> Decision {
+        self.prune(now);
+        let with_work: Vec<usize> = (0..self.accounts.len()).filter(|&i| self.accounts[i].ready_at.is_some()).collect();
+        if with_work.is_empty() {
+            return Decision::Idle;
+        }
+        let ready: Vec<(usize, i64)> =
+            with_work.iter().filter_map(|&i| self.account_ready_at(i).map(|t| (i, t))).collect();
+        if ready.is_empty() {
+            return Decision::Blocked;
+        }
+        let app = self.app_ready_at();
+        let earliest = ready.iter().map(|&(_, t)| t).min().unwrap_or(i64::MAX);
+        let at = earliest.max(app);
+        if at > now {
+            return Decision::Wait(at);
+        }
+        let pick = ready
+            .iter()
+            .filter(|&&(_, t)| t <= now)
+            .min_by_key(|&&(i, _)| (self.accounts[i].served, self.accounts[i].last_sent.unwrap_or(i64::MIN), i))
+            .map(|&(i, _)| i);
+        match pick {
+            Some(i) => Decision::Send(i),
+            None => Decision::Wait(earliest),
+        }
+    }
+
+    /// When the queue will be done at the configured limits, from now: each account's own
+    /// ceiling and the app's, whichever ends later. Ignores retries and pauses not yet known.
+    pub fn eta(&self, now: i64) -> Option<i64> {
+        let start_of_window = now - self.limits.window_ms;
+        let mut done = now;
+        let mut total = 0i64;
+        for i in 0..self.accounts.len() {
+            let a = &self.accounts[i];
+            if a.queued == 0 || a.stopped.is_some() {
+                continue;
+            }
+            total += a.queued;
+            let start = self.account_ready_at(i).unwrap_or(now).max(now);
+            let spacing = self.limits.user_spacing(a.pace_factor);
+            let used = in_window(&a.sends, start_of_window);
+            let oldest = a.sends.iter().find(|&&t| t > start_of_window).copied();
+            let t = finish_time(
+                start,
+                a.queued,
+                used,
+                oldest,
+                self.limits.per_user,
+                self.limits.window_ms,
+                self.limits.pace,
+                spacing,
+            );
+            done = done.max(t);
+        }
+        if total == 0 {
+            return None;
+        }
+        let start = self.app_ready_at().max(now);
+        let used = in_window(&self.app_sends, start_of_window);
+        let oldest = self.app_sends.iter().find(|&&t| t > start_of_window).copied();
+        let t = finish_time(
+            start,
+            total,
+            used,
+            oldest,
+            self.limits.per_app,
+            self.limits.window_ms,
+            self.limits.pace,
+            self.limits.app_spacing(),
+        );
+        Some(done.max(t))
+    }
+}
+
+/// Sends after `start_of_window`.
+fn in_window(sends: &VecDeque<i64>, start_of_window: i64) -> usize {
+    sends.len() - sends.partition_point(|&t| t <= start_of_window)
+}
+
+/// When `n` more requests will have gone, starting at `start`, under a window cap of `limit` with
+/// `used` already in it (the oldest at `oldest`), at `spacing` apart in spread mode.
+#[allow(clippy::too_many_arguments)]
+fn finish_time(
+    start: i64,
+    n: i64,
+    used: usize,
+    oldest: Option<i64>,
+    limit: u32,
+    window_ms: i64,
+    pace: Pace,
+    spacing: i64,
+) -> i64 {
+    match pace {
+        Pace::Spread => start + (n - 1).max(0) * spacing,
+        Pace::Asap => {
+            let room = (limit as i64 - used as i64).max(0);
+            if n <= room {
+                return start;
+            }
+            // After the room now, each window's worth frees as the oldest sends expire.
+            let left = n - room;
+            let oldest = oldest.unwrap_or(start);
+            let windows = (left + limit as i64 - 1) / limit as i64;
+            oldest.max(start - window_ms) + windows * window_ms
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(pace: Pace) -> Limits {
+        Limits { per_user: 400, per_app: 1000, window_ms: 86_400_000, pace }
+    }
+
+    /// Runs the scheduler over simulated time, sending whenever it says so, and returns the
+    /// send times per account.
+    fn simulate(s: &mut Scheduler, until: i64) -> Vec<Vec<i64>> {
+        let mut out = vec![Vec::new(); s.accounts.len()];
+        let mut now = 0;
+        while now < until {
+            match s.decide(now) {
+                Decision::Send(i) => {
+                    s.record_send(i, now);
+                    out[i].push(now);
+                }
+                Decision::Wait(t) => now = t.max(now + 1),
+                Decision::Idle | Decision::Blocked => break,
+            }
+        }
+        out
+    }
+
+    /// The most sends inside any window of `w` ms.
+    fn max_in_window(times: &[i64], w: i64) -> usize {
+        let mut sorted = times.to_vec();
+        sorted.sort();
+        let mut best = 0;
+        let mut lo = 0;
+        for hi in 0..sorted.len() {
+            while sorted[hi] - sorted[lo] >= w {
+                lo += 1;
+            }
+            best = best.max(hi - lo + 1);
+        }
+        best
+    }
+
+    fn three_accounts(pace: Pace) -> Scheduler {
+        let mut s = Scheduler::new(limits(pace), 7);
+        for id in 1..=3 {
+            let i = s.add_account(id, &format!("a{id}"), 0, "", None, 1.0);
+            s.accounts[i].ready_at = Some(0);
+            s.accounts[i].queued = 100_000;
+        }
+        s
+    }
+
+    #[test]
+    fn no_window_ever_over_either_limit_and_the_binding_limit_is_used() {
+        for pace in [Pace::Spread, Pace::Asap] {
+            let mut s = three_accounts(pace);
+            let days = 4;
+            let sends = simulate(&mut s, days * 86_400_000);
+            let all: Vec<i64> = sends.iter().flatten().copied().collect();
+            for a in &sends {
+                assert!(max_in_window(a, 86_400_000) <= 400, "{pace:?}: user window over 400");
+            }
+            assert!(max_in_window(&all, 86_400_000) <= 1000, "{pace:?}: app window over 1000");
+            // The app (1000) binds: over 4 days, at least 98% of 4000.
+            assert!(all.len() as f64 >= 0.98 * 4000.0, "{pace:?}: only {} sends", all.len());
+            // Round-robin: no account starves.
+            let min = sends.iter().map(Vec::len).min().unwrap();
+            let max = sends.iter().map(Vec::len).max().unwrap();
+            assert!(max - min <= 2, "{pace:?}: unfair split {min}..{max}");
+        }
+    }
+
+    #[test]
+    fn spread_spaces_requests_and_asap_bursts() {
+        let mut s = Scheduler::new(limits(Pace::Spread), 1);
+        let i = s.add_account(1, "a", 0, "", None, 1.0);
+        s.accounts[i].ready_at = Some(0);
+        let sends = simulate(&mut s, 3_600_000);
+        // One every 216 s less at most 5% jitter: 17 in the first hour, not 400.
+        assert!((16..=18).contains(&sends[0].len()), "{}", sends[0].len());
+        let mut s = Scheduler::new(limits(Pace::Asap), 1);
+        let i = s.add_account(1, "a", 0, "", None, 1.0);
+        s.accounts[i].ready_at = Some(0);
+        assert_eq!(simulate(&mut s, 3_600_000)[0].len(), 400);
+    }
+
+    #[test]
+    fn history_from_the_ledger_closes_the_window_after_a_restart() {
+        let mut s = Scheduler::new(limits(Pace::Asap), 1);
+        let i = s.add_account(1, "a", 0, "", None, 1.0);
+        s.accounts[i].ready_at = Some(0);
+        for k in 0..400 {
+            s.load_send(1, 1_000 + k);
+        }
+        assert_eq!(s.decide(5_000), Decision::Wait(1_000 + 86_400_000));
+    }
+
+    #[test]
+    fn pauses_stops_and_no_work() {
+        let mut s = Scheduler::new(limits(Pace::Asap), 1);
+        let a = s.add_account(1, "a", 50_000, "429", None, 1.0);
+        let b = s.add_account(2, "b", 0, "", Some("locked".into()), 1.0);
+        assert_eq!(s.decide(0), Decision::Idle);
+        s.accounts[b].ready_at = Some(0);
+        assert_eq!(s.decide(0), Decision::Blocked);
+        s.accounts[a].ready_at = Some(0);
+        assert_eq!(s.decide(0), Decision::Wait(50_000));
+        assert_eq!(s.decide(50_000), Decision::Send(a));
+    }
+
+    #[test]
+    fn the_app_window_holds_back_every_account() {
+        let mut s = Scheduler::new(Limits { per_user: 10, per_app: 15, window_ms: 1_000, pace: Pace::Asap }, 1);
+        for id in 1..=2 {
+            let i = s.add_account(id, "x", 0, "", None, 1.0);
+            s.accounts[i].ready_at = Some(0);
+        }
+        let sends = simulate(&mut s, 1_000);
+        assert_eq!(sends[0].len() + sends[1].len(), 15);
+    }
+
+    #[test]
+    fn eta_follows_the_limits() {
+        let mut s = Scheduler::new(limits(Pace::Spread), 1);
+        let i = s.add_account(1, "a", 0, "", None, 1.0);
+        s.accounts[i].ready_at = Some(0);
+        s.accounts[i].queued = 401;
+        // 401 requests at 216 s apart (the window with margin / 400): 400 gaps.
+        assert_eq!(s.eta(0), Some(400 * 216_000));
+        let mut s = Scheduler::new(limits(Pace::Asap), 1);
+        let i = s.add_account(1, "a", 0, "", None, 1.0);
+        s.accounts[i].ready_at = Some(0);
+        s.accounts[i].queued = 401;
+        assert_eq!(s.eta(0), Some(86_400_000));
+    }
+}

@@ -1,0 +1,486 @@
+//! Claim → send → record. The dispatcher asks the scheduler who may go, claims a job in the
+//! ledger (phase 1, committed before the request), sends it on a task, and the task records the
+//! answer (phase 2, guarded by the attempt id). One shutdown path: a cancellation token.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::api::classify::{self, Outcome, Verdict};
+use crate::api::{self, Client};
+use crate::config::{Account, Settings};
+use crate::ingest::{self, Accounts, Input};
+use crate::schedule::{Decision, Limits, Scheduler};
+use crate::store::{Claim, ClaimResult, Record, RecordAccount, RecordJob, Store, now_ms};
+
+/// How long the dispatcher sleeps at most before it looks at the clock again: deadlines are
+/// re-checked after every wake, so a laptop that slept through the night resumes correctly.
+const MAX_NAP: Duration = Duration::from_secs(1);
+
+/// How often `--watch` looks at the inbox.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// A cooldown after code 226 ("looks automated"), as a share of the window (1 h of 24 h).
+const COOLDOWN_SHARE: f64 = 1.0 / 24.0;
+
+/// Builds the scheduler from the ledger: accounts, their pauses and stops, the sends inside the
+/// current window, each account's last send, and the queued work.
+pub async fn load_scheduler(store: &Store, settings: &Settings, now: i64, seed: u64) -> anyhow::Result<Scheduler> {
+    let limits = Limits {
+        per_user: settings.limits.per_user,
+        per_app: settings.limits.per_app,
+        window_ms: settings.limits.effective_window_ms(),
+        pace: settings.limits.pace,
+    };
+    let mut s = Scheduler::new(limits, seed);
+    for a in store.accounts().await? {
+        let stopped = if !a.stopped_reason.is_empty() {
+            Some(a.stopped_reason.clone())
+        } else if settings.account(&a.name).is_none() {
+            Some("not in the config: add it to [[accounts]]".to_string())
+        } else {
+            None
+        };
+        s.add_account(a.id, &a.name, a.paused_until, &a.pause_reason, stopped, a.pace_factor);
+    }
+    for (account, at) in store.last_sends().await? {
+        s.load_last_send(account, at);
+    }
+    for (account, at) in store.sends_since(now - limits.window_ms).await? {
+        s.load_send(account, at);
+    }
+    for (account, queued, ready_at) in store.queued_summary().await? {
+        if let Some(i) = s.index_of(account) {
+            s.accounts[i].queued = queued;
+            s.accounts[i].ready_at = Some(ready_at);
+        }
+    }
+    Ok(s)
+}
+
+/// Takes the run lock beside the database: a second `run` on the same database is refused
+/// (the ledger check in each claim would keep two within the budget too, but two dispatchers
+/// would fight over pacing). The lock goes with the process, however it ends.
+pub fn lock(db_path: &Path) -> anyhow::Result<File> {
+    let path = PathBuf::from(format!("{}.lock", db_path.display()));
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "another `followq run` is working on {} (lock {}): wait for it, or stop it with Ctrl-C",
+            db_path.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// Why the run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Every job is finished.
+    Finished,
+    /// Ctrl-C, SIGTERM, or the deadline, with work left.
+    Stopped,
+    /// Every account with work is stopped.
+    Blocked,
+    /// X refuses the app (261, 416).
+    AppStopped(String),
+}
+
+/// What the dispatcher tells the progress display.
+pub trait Observer: Send {
+    /// Called after every answer, and on every wake.
+    fn update(&mut self, sched: &Scheduler, outcomes: &HashMap<i64, HashMap<&'static str, i64>>, now: i64);
+}
+
+/// No display (tests, `--no-progress` under a non-terminal).
+pub struct Silent;
+impl Observer for Silent {
+    fn update(&mut self, _: &Scheduler, _: &HashMap<i64, HashMap<&'static str, i64>>, _: i64) {}
+}
+
+/// Run options.
+pub struct Options {
+    /// Stop sending at this time (ms since the epoch).
+    pub deadline: Option<i64>,
+    /// Pick up files dropped into the inbox while running.
+    pub watch: bool,
+    /// Seeds the pacing jitter (tests replay a run).
+    pub seed: u64,
+}
+
+/// A finished request: the account's index and what was recorded.
+struct Done {
+    index: usize,
+    record: Record,
+    verdict: Verdict,
+}
+
+/// Works the queue off until it is empty, stopped, or blocked.
+pub async fn run(
+    store: &Store,
+    settings: &Settings,
+    client: &Client,
+    shutdown: CancellationToken,
+    opts: Options,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<Ending> {
+    let rec = store.recover().await?;
+    if rec.unknown_attempts > 0 {
+        warn!(
+            attempts = rec.unknown_attempts,
+            jobs = rec.requeued_jobs,
+            "requests left without an answer by an earlier run: counted against the budget, their jobs queued again"
+        );
+    }
+    let mut sched = load_scheduler(store, settings, now_ms(), opts.seed).await?;
+    let mut outcomes: HashMap<i64, HashMap<&'static str, i64>> = HashMap::new();
+    let mut tasks: JoinSet<Done> = JoinSet::new();
+    let accounts: Arc<HashMap<i64, Account>> =
+        Arc::new(sched.accounts.iter().filter_map(|a| settings.account(&a.name).map(|c| (a.id, c.clone()))).collect());
+    let mut next_watch = tokio::time::Instant::now();
+    let mut ending = None;
+
+    while ending.is_none() {
+        // Answers that came back: into the scheduler.
+        while let Some(joined) = tasks.try_join_next() {
+            let done = joined?;
+            if let Some(e) = absorb(&mut sched, &mut outcomes, done, client) {
+                ending = Some(e);
+            }
+        }
+        let now = now_ms();
+        observer.update(&sched, &outcomes, now);
+        if ending.is_some() {
+            break;
+        }
+        if shutdown.is_cancelled() || opts.deadline.is_some_and(|d| now >= d) {
+            ending = Some(Ending::Stopped);
+            break;
+        }
+        if opts.watch && tokio::time::Instant::now() >= next_watch {
+            next_watch = tokio::time::Instant::now() + WATCH_EVERY;
+            if watch_inbox(store, settings, &mut sched).await? {
+                continue;
+            }
+        }
+        let decision = sched.decide(now);
+        let wake = match decision {
+            Decision::Send(i) if tasks.len() < settings.run.concurrency => {
+                dispatch(store, settings, client, &accounts, &mut sched, &mut tasks, i, now).await?;
+                continue;
+            }
+            Decision::Send(_) => None,
+            Decision::Wait(t) => Some(t),
+            Decision::Idle if tasks.is_empty() && !opts.watch => {
+                ending = Some(Ending::Finished);
+                break;
+            }
+            Decision::Blocked if tasks.is_empty() && !opts.watch => {
+                ending = Some(Ending::Blocked);
+                break;
+            }
+            Decision::Idle | Decision::Blocked => None,
+        };
+        let mut nap = wake.map_or(MAX_NAP, |t| Duration::from_millis((t - now).max(1) as u64).min(MAX_NAP));
+        if let Some(d) = opts.deadline {
+            nap = nap.min(Duration::from_millis((d - now).max(1) as u64));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(nap) => {}
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                let done = joined?;
+                if let Some(e) = absorb(&mut sched, &mut outcomes, done, client) {
+                    ending = Some(e);
+                }
+            }
+        }
+    }
+    // Stop sending; let the requests that are out come back and be recorded. reqwest's timeout
+    // bounds each; one that truly never returns stays "unknown" for the next start.
+    let grace = settings.api.timeout + Duration::from_secs(2);
+    let _ = tokio::time::timeout(grace, async {
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(done) = joined {
+                absorb(&mut sched, &mut outcomes, done, client);
+            }
+        }
+    })
+    .await;
+    observer.update(&sched, &outcomes, now_ms());
+    Ok(ending.unwrap_or(Ending::Stopped))
+}
+
+/// Phase 1 for account `i`, then the request on its own task.
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    store: &Store,
+    settings: &Settings,
+    client: &Client,
+    accounts: &Arc<HashMap<i64, Account>>,
+    sched: &mut Scheduler,
+    tasks: &mut JoinSet<Done>,
+    i: usize,
+    now: i64,
+) -> anyhow::Result<()> {
+    let id = sched.accounts[i].id;
+    let window_start = now - sched.limits.window_ms;
+    match store.claim(id, now, window_start, settings.limits.per_user, settings.limits.per_app).await? {
+        ClaimResult::Claimed(claim) => {
+            sched.record_send(i, now);
+            sched.accounts[i].queued -= 1;
+            let account =
+                accounts.get(&id).cloned().ok_or_else(|| anyhow::anyhow!("account {id} has no credentials"))?;
+            let window_frees = sched.oldest_send(i).map_or(now, |t| t + sched.limits.window_ms);
+            let ctx = TaskCtx {
+                store: store.clone(),
+                client: client.clone(),
+                retry: settings.retry.clone(),
+                cooldown_ms: (settings.limits.window.as_millis() as f64 * COOLDOWN_SHARE) as i64,
+                pace_factor: sched.accounts[i].pace_factor,
+                window_frees,
+            };
+            debug!(account = %account.name, job_id = claim.job_id, attempt_id = claim.attempt_id, "sending");
+            tasks.spawn(async move { ctx.attempt(i, account, claim).await });
+        }
+        ClaimResult::NoJob => {
+            sched.accounts[i].ready_at = store.next_ready_at(id).await?;
+            if sched.accounts[i].ready_at.is_none() {
+                sched.accounts[i].queued = 0;
+            }
+        }
+        ClaimResult::UserFull | ClaimResult::AppFull => {
+            // The ledger knows sends this process did not make (another process, or a clock
+            // step): take its view and decide again.
+            warn!(account = %sched.accounts[i].name, "the ledger's window is fuller than expected; reloading it");
+            let seed = rand::rng().random();
+            let fresh = load_scheduler(store, settings, now, seed).await?;
+            *sched = fresh;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Applies a finished request to the scheduler. Returns an ending if the run must stop.
+fn absorb(
+    sched: &mut Scheduler,
+    outcomes: &mut HashMap<i64, HashMap<&'static str, i64>>,
+    done: Done,
+    client: &Client,
+) -> Option<Ending> {
+    let a = &mut sched.accounts[done.index];
+    match &done.record.job {
+        RecordJob::Done(o) => {
+            *outcomes.entry(a.id).or_default().entry(o).or_default() += 1;
+            info!(account = %a.name, job_id = done.record.job_id, outcome = o, status = done.record.http_status, "job finished");
+        }
+        RecordJob::Requeue { not_before, .. } => {
+            a.queued += 1;
+            a.ready_at = Some(a.ready_at.map_or(*not_before, |r| r.min(*not_before)));
+        }
+    }
+    match &done.record.account {
+        Some(RecordAccount::Pause { until, reason, pace_factor }) => {
+            a.paused_until = a.paused_until.max(*until);
+            a.pause_reason = reason.clone();
+            if let Some(f) = pace_factor {
+                a.pace_factor = *f;
+            }
+            warn!(account = %a.name, until = %crate::cli::local_time(*until), reason = %reason, "account paused");
+        }
+        Some(RecordAccount::Stop { reason }) => {
+            a.stopped = Some(reason.clone());
+            warn!(account = %a.name, reason = %reason, "account stopped");
+        }
+        None => {}
+    }
+    match done.verdict {
+        Verdict::AppStopped(why) => Some(Ending::AppStopped(why)),
+        Verdict::ClockSkew => {
+            info!(offset_secs = client.clock_offset(), "clock corrected from the server's Date header");
+            None
+        }
+        _ => None,
+    }
+}
+
+/// What a request task needs.
+struct TaskCtx {
+    store: Store,
+    client: Client,
+    retry: crate::config::RetrySettings,
+    cooldown_ms: i64,
+    pace_factor: f64,
+    /// When the account's oldest send in the window leaves it (for a 161 pause).
+    window_frees: i64,
+}
+
+impl TaskCtx {
+    /// Sends one request and records its answer (phase 2).
+    async fn attempt(self, index: usize, account: Account, claim: Claim) -> Done {
+        let result = self.client.follow(&account, claim.kind, &claim.target, claim.notify).await;
+        let (verdict, record) = self.decide(&claim, result);
+        if let Err(e) = self.store.record(&record).await {
+            // The attempt stays without an answer: the next start counts it as unknown and
+            // sends the job again. Nothing is lost; at most one request is repeated.
+            warn!(job_id = claim.job_id, attempt_id = claim.attempt_id, error = %e, "could not record an answer");
+        }
+        Done { index, record, verdict }
+    }
+
+    /// The record for an answer (or a transport failure).
+    fn decide(&self, claim: &Claim, result: Result<api::Response, api::Error>) -> (Verdict, Record) {
+        let now = now_ms();
+        let mut rec = Record {
+            attempt_id: claim.attempt_id,
+            job_id: claim.job_id,
+            account_id: claim.account_id,
+            result: "transient",
+            http_status: None,
+            error_code: None,
+            message: String::new(),
+            body: String::new(),
+            rl_limit: None,
+            rl_remaining: None,
+            rl_reset: None,
+            job: RecordJob::Requeue { not_before: 0, failure: false },
+            account: None,
+        };
+        let verdict = match result {
+            Err(e) => {
+                rec.message = e.to_string();
+                Verdict::Transient(e.to_string())
+            }
+            Ok(resp) => {
+                let (verdict, err) = classify::classify(resp.status, &resp.body, resp.rl_reset);
+                rec.http_status = Some(resp.status as i64);
+                rec.error_code = err.code;
+                rec.message = err.message;
+                rec.rl_limit = resp.rl_limit;
+                rec.rl_remaining = resp.rl_remaining;
+                rec.rl_reset = resp.rl_reset;
+                // An answer that fits no known shape is kept whole, not guessed at.
+                if !err.recognised && !(200..300).contains(&resp.status) || verdict == Verdict::Done(Outcome::Refused) {
+                    rec.body = resp.body.clone();
+                }
+                if verdict == Verdict::ClockSkew
+                    && let Some(date) = resp.date
+                {
+                    self.client.correct_clock(date);
+                }
+                // Headers win over our own accounting: nothing left means wait for the reset.
+                if resp.rl_remaining == Some(0)
+                    && let Some(reset) = resp.rl_reset
+                {
+                    let until = self.server_to_local_ms(reset);
+                    if until > now {
+                        rec.account = Some(RecordAccount::Pause {
+                            until,
+                            reason: "x-rate-limit-remaining: 0".into(),
+                            pace_factor: None,
+                        });
+                    }
+                }
+                verdict
+            }
+        };
+        rec.result = verdict.result();
+        match &verdict {
+            Verdict::Done(o) => rec.job = RecordJob::Done(o.as_str()),
+            Verdict::Transient(_) | Verdict::ClockSkew => {
+                let failures = claim.failures + 1;
+                if failures >= self.retry.max_attempts as i64 {
+                    rec.job = RecordJob::Done(Outcome::Failed.as_str());
+                } else {
+                    let not_before = if verdict == Verdict::ClockSkew { 0 } else { now + self.backoff(claim.failures) };
+                    rec.job = RecordJob::Requeue { not_before, failure: true };
+                }
+            }
+            Verdict::RateLimited { reset } => {
+                let until = reset
+                    .map(|r| self.server_to_local_ms(r))
+                    .filter(|&t| t > now)
+                    .unwrap_or(now + self.backoff(0).max(60_000.min(self.cooldown_ms)));
+                rec.account =
+                    Some(RecordAccount::Pause { until, reason: "rate limited (429)".into(), pace_factor: None });
+            }
+            Verdict::FollowLimit => {
+                let until = self.window_frees.max(now + self.cooldown_ms);
+                rec.account = Some(RecordAccount::Pause {
+                    until,
+                    reason: "X's follow limit for this account (code 161)".into(),
+                    pace_factor: None,
+                });
+            }
+            Verdict::Automated => {
+                let factor = (self.pace_factor * 2.0).min(16.0);
+                rec.account = Some(RecordAccount::Pause {
+                    until: now + self.cooldown_ms,
+                    reason: format!("X says this looks automated (code 226): cooling down, then {factor}x slower"),
+                    pace_factor: Some(factor),
+                });
+            }
+            Verdict::AccountStopped(why) => rec.account = Some(RecordAccount::Stop { reason: why.clone() }),
+            Verdict::AppStopped(_) => {}
+        }
+        (verdict, rec)
+    }
+
+    /// Exponential backoff with full jitter: base·2^n, capped, then a random share of it.
+    fn backoff(&self, failures: i64) -> i64 {
+        let base = self.retry.base.as_millis() as f64;
+        let cap = self.retry.max.as_millis() as f64;
+        let exp = (base * 2f64.powi(failures.clamp(0, 30) as i32)).min(cap);
+        let jittered = exp * rand::rng().random_range(0.5..=1.0);
+        jittered as i64
+    }
+
+    /// A server epoch-seconds time → local ms, through the learned clock offset.
+    fn server_to_local_ms(&self, server_secs: i64) -> i64 {
+        (server_secs - self.client.clock_offset()) * 1000
+    }
+}
+
+/// Imports new inbox files during `run --watch`; true when any job was added.
+async fn watch_inbox(store: &Store, settings: &Settings, sched: &mut Scheduler) -> anyhow::Result<bool> {
+    let pending = ingest::inbox::pending(store, &settings.inbox).await?;
+    if pending.is_empty() {
+        return Ok(false);
+    }
+    let names: Vec<&str> = settings.accounts.iter().map(|a| a.name.as_str()).collect();
+    let ids = store.sync_accounts(&names).await?;
+    let accounts = Accounts::new(ids, None)?;
+    let mut added = 0;
+    for (path, hash) in pending {
+        let mut on_reject =
+            |r: &ingest::Reject| warn!(file = %r.file, line = r.line, reason = %r.reason, "row rejected");
+        let opts =
+            ingest::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: hash };
+        match ingest::import(store, &Input::File(path.clone()), opts).await {
+            Ok(s) => {
+                info!(file = %path.display(), added = s.added, duplicates = s.duplicates, rejected = s.rejected, "inbox file imported");
+                added += s.added;
+            }
+            Err(e) => warn!(file = %path.display(), error = %e, "inbox file not imported"),
+        }
+    }
+    if added > 0 {
+        for (account, queued, ready_at) in store.queued_summary().await? {
+            if let Some(i) = sched.index_of(account) {
+                sched.accounts[i].queued = queued;
+                sched.accounts[i].ready_at = Some(sched.accounts[i].ready_at.map_or(ready_at, |r| r.min(ready_at)));
+            }
+        }
+    }
+    Ok(added > 0)
+}

@@ -50,8 +50,9 @@ pub struct Client {
     offset: Arc<AtomicI64>,
 }
 
-/// Installs rustls's ring provider once (reqwest is built without a default provider).
-fn install_crypto() {
+/// Installs rustls's ring provider once (reqwest is built without a default provider); call it
+/// before building any reqwest client.
+pub fn install_crypto() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Err means another provider is already installed, which is as good.

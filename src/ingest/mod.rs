@@ -226,6 +226,3 @@ pub async fn import(store: &Store, input: &Input, opts: Options<'_>) -> Result<S
     read_result?;
     Ok(sum)
 }
-
-#[cfg(test)]
-mod tests;

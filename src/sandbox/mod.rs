@@ -204,6 +204,3 @@ pub fn parse_faults(spec: &str) -> Result<Faults, String> {
     }
     Ok(f)
 }
-
-#[cfg(test)]
-mod tests;

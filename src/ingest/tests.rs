@@ -1,1 +1,0 @@
-//! Import tests on real SQLite files.

@@ -1,0 +1,231 @@
+//! `followq import` and `status`, through the real binary on real SQLite files.
+
+mod common;
+
+use common::Env;
+use serde_json::Value;
+
+fn env() -> Env {
+    Env::new(&["alice", "bob"], "http://127.0.0.1:9", "")
+}
+
+fn total(status: &Value) -> i64 {
+    status["jobs"]["total"].as_i64().unwrap()
+}
+
+fn account<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["accounts"].as_array().unwrap().iter().find(|a| a["name"] == name).unwrap()
+}
+
+fn export(env: &Env) -> Vec<Value> {
+    let out = env.cmd().args(["export", "--format", "json"]).output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+}
+
+#[test]
+fn every_input_form_goes_in() {
+    let e = env();
+    // Header in any order and case, BOM, CRLF, semicolons, a quoted field.
+    e.write("a.csv", "\u{feff}Follow;HANDLE;Account\r\ntrue;@Carol_1;alice\r\n;\"https://x.com/dave\";bob\r\n");
+    // Tabs, the id column, intent links and twitter.com URLs.
+    e.write("b.tsv", "account\tid\tusername\nalice\t2244994945\t\nbob\t\ttwitter.com/erin/status/1\nalice\t\thttps://twitter.com/intent/user?screen_name=Frank\n");
+    // Headerless: one column of targets for --account.
+    e.write("c.txt", "@gina\nhttps://x.com/i/user/777\n12345\n");
+    let archive = r#"window.YTD.following.part0 = [
+  { "following" : { "accountId" : "1111111111111111111", "userLink" : "https://twitter.com/intent/user?user_id=1111111111111111111" } },
+  { "following" : { "accountId" : "2222" } }
+]"#;
+    e.write("following.js", archive);
+    e.cmd().args(["import", "a.csv", "b.tsv"]).assert().success();
+    e.cmd().args(["import", "--account", "bob", "c.txt", "following.js"]).assert().success();
+    e.cmd().args(["import", "--account", "alice", "-"]).write_stdin("henry\n@ivy\n").assert().success();
+
+    let s = e.status();
+    assert_eq!(total(&s), 12);
+    assert_eq!(account(&s, "alice")["jobs"]["total"], 5);
+    assert_eq!(account(&s, "bob")["jobs"]["total"], 7);
+    assert_eq!(s["jobs"]["by_state"]["queued"], 12);
+    let rows = export(&e);
+    let find = |t: &str| rows.iter().find(|r| r["target"] == t).unwrap_or_else(|| panic!("{t} missing"));
+    assert_eq!(find("Carol_1")["target_kind"], "screen_name");
+    assert_eq!(find("2244994945")["target_kind"], "user_id");
+    assert_eq!(find("Frank")["account"], "alice");
+    assert_eq!(find("777")["target_kind"], "user_id");
+    assert_eq!(find("12345")["target_kind"], "user_id", "a bare number in a headerless file is an id");
+    assert_eq!(find("1111111111111111111")["account"], "bob");
+    assert_eq!(find("ivy")["account"], "alice");
+}
+
+#[test]
+fn equivalent_forms_dedupe_across_files() {
+    let e = env();
+    e.write("1.csv", "screen_name\n@Bob\n");
+    e.write("2.csv", "screen_name\nbob\n");
+    e.write("3.csv", "screen_name\nhttps://x.com/BOB\n");
+    let out = e.cmd().args(["import", "--account", "alice", "1.csv", "2.csv", "3.csv"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1.csv: 1 rows read, 1 added, 0 already queued, 0 rejected"), "{text}");
+    assert!(text.contains("3.csv: 1 rows read, 0 added, 1 already queued, 0 rejected"), "{text}");
+    assert_eq!(total(&e.status()), 1);
+    // The same target for another account is another job.
+    e.cmd().args(["import", "--account", "bob", "2.csv"]).assert().success();
+    assert_eq!(total(&e.status()), 2);
+}
+
+#[test]
+fn a_numeric_screen_name_stays_a_screen_name() {
+    let e = env();
+    e.write("n.csv", "screen_name,user_id\n12345,\n,12345\n");
+    e.cmd().args(["import", "--account", "alice", "n.csv"]).assert().success();
+    let rows = export(&e);
+    let kinds: Vec<&str> = rows.iter().map(|r| r["target_kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["screen_name", "user_id"]);
+    assert!(rows.iter().all(|r| r["target"] == "12345"));
+}
+
+#[test]
+fn bad_rows_are_reported_and_good_rows_go_in() {
+    let e = env();
+    let mut bad = b"account,screen_name,user_id\n".to_vec();
+    bad.extend_from_slice(b"alice,good_one,\n");
+    bad.extend_from_slice(b"alice,abcdefghijklmnop,\n");
+    bad.extend_from_slice(b"alice,bad!name,\n");
+    bad.extend_from_slice(b"alice,,-5\n");
+    bad.extend_from_slice(b"alice,,12ab\n");
+    bad.extend_from_slice(b"alice,,99999999999999999999\n");
+    bad.extend_from_slice(b"mallory,someone,\n");
+    bad.extend_from_slice(b"alice,,\n");
+    bad.extend_from_slice(b"alice,caf\xe9,\n");
+    bad.extend_from_slice(b"bob,good_two,\n");
+    e.write("bad.csv", &bad);
+    let out = e.cmd().args(["import", "bad.csv", "--rejects", "rejects.csv"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "rejected rows exit 3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expect in [
+        "bad.csv:3: screen name 'abcdefghijklmnop' is longer than 15 characters",
+        "bad.csv:4: screen name 'bad!name' may hold only A-Z a-z 0-9 _",
+        "bad.csv:5: user id '-5' is negative",
+        "bad.csv:6: user id '12ab' is not a decimal number",
+        "bad.csv:7: user id '99999999999999999999' is larger than 18446744073709551615",
+        "bad.csv:8: unknown account 'mallory'",
+        "bad.csv:9: no target: screen_name and user_id are both empty",
+        "bad.csv:10: screen_name: not valid UTF-8",
+    ] {
+        assert!(stderr.contains(expect), "missing {expect:?} in:\n{stderr}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("10 rows read, 2 added, 0 already queued, 8 rejected"), "{stdout}");
+    let rejects = common::read(&e.path("rejects.csv"));
+    assert_eq!(rejects.lines().count(), 9, "{rejects}");
+    assert!(rejects.contains("bad.csv,5,user id '-5' is negative"), "{rejects}");
+    assert_eq!(total(&e.status()), 2);
+}
+
+#[test]
+fn reimporting_adds_nothing_and_dry_run_writes_nothing() {
+    let e = env();
+    e.write("l.csv", "account,screen_name\nalice,a1\nalice,a2\nbob,b1\nalice,A1\n");
+    let out = e.cmd().args(["import", "--dry-run", "l.csv"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 rows read, 3 would add, 1 already queued"));
+    assert_eq!(total(&e.status()), 0, "dry run wrote nothing");
+    assert!(e.status()["imports"].as_array().unwrap().is_empty());
+    e.cmd().args(["import", "l.csv"]).assert().success();
+    let out = e.cmd().args(["import", "l.csv"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 rows read, 0 added, 4 already queued, 0 rejected"));
+    let s = e.status();
+    assert_eq!(total(&s), 3);
+    let imports = s["imports"].as_array().unwrap();
+    assert_eq!(imports.len(), 2);
+    assert_eq!(imports[1]["added"], 3);
+    assert_eq!(imports[0]["added"], 0);
+}
+
+#[test]
+fn the_inbox_ingests_each_content_once() {
+    let e = env();
+    e.write("jobs/inbox/one.csv", "account,screen_name\nalice,x1\nbob,x2\n");
+    let out = e.cmd().arg("import").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("one.csv: 2 rows read, 2 added"));
+    // The same bytes under another name, and a partial copy, are not new.
+    e.write("jobs/inbox/copy.csv", "account,screen_name\nalice,x1\nbob,x2\n");
+    e.write("jobs/inbox/next.csv.part", "account,screen_name\nalice,x9\n");
+    let out = e.cmd().arg("import").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no new files"), "{}", String::from_utf8_lossy(&out.stdout));
+    e.write("jobs/inbox/two.csv", "account,screen_name\nalice,x3\n");
+    let out = e.cmd().arg("import").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("two.csv: 1 rows read, 1 added") && !text.contains("one.csv"), "{text}");
+    assert_eq!(total(&e.status()), 3);
+}
+
+#[test]
+fn unreadable_inputs_name_themselves_and_leave_nothing_half_done() {
+    let e = env();
+    std::fs::create_dir(e.path("adir")).unwrap();
+    e.write("ok.csv", "screen_name\nzed\n");
+    let out = e.cmd().args(["import", "--account", "alice", "missing.csv", "adir", "ok.csv"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing.csv: no such file"), "{stderr}");
+    assert!(stderr.contains("adir: is a directory"), "{stderr}");
+    assert_eq!(total(&e.status()), 1, "the good file still went in");
+
+    let out = e.cmd().args(["import", "--account", "nobody", "ok.csv"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown account 'nobody'"));
+
+    e.write("two.csv", "screen_name\nzed\n");
+    let out = e.cmd().args(["import", "two.csv"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no 'account' column and no default account"),
+        "two accounts: the CSV must say which"
+    );
+
+    e.write("trunc.js", "window.YTD.following.part0 = [\n { \"following\" : { \"accountId\" : \"1\" } },\n {");
+    let out = e.cmd().args(["import", "--account", "alice", "trunc.js"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("trunc.js: line 3: not a JSON array"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    e.write("dup.csv", "screen_name,handle\nx,y\n");
+    let out = e.cmd().args(["import", "--account", "alice", "dup.csv"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dup.csv: line 1: column 'handle' repeats"));
+    assert_eq!(total(&e.status()), 1);
+}
+
+#[test]
+fn init_writes_private_files_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = assert_cmd::Command::cargo_bin("followq").unwrap();
+    cmd.current_dir(dir.path()).arg("init").assert().success();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["followq.toml", "followq.db"] {
+            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+    }
+    let mut cmd = assert_cmd::Command::cargo_bin("followq").unwrap();
+    let out = cmd.current_dir(dir.path()).arg("init").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --force"));
+}
+
+#[test]
+fn the_environment_overrides_the_file() {
+    let e = env();
+    let out = e.cmd().args(["status", "--json"]).env("FOLLOWQ_LIMITS_PER_USER", "123").output().unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // No account has jobs yet, so the per-account rows are there only for configured accounts.
+    assert_eq!(account(&s, "alice")["budget"]["limit"], 123);
+    assert_eq!(s["app"]["budget"]["limit"], 1000);
+    let out = e.cmd().args(["status"]).env("FOLLOWQ_LIMITS_PACE", "fast").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limits.pace"));
+}

@@ -271,7 +271,18 @@ impl World {
 
     fn error(&mut self, status: u16, code: i64) -> Reply {
         let body = error_body(code, message_for(code));
-        Reply::Answer(self.answer(status, body, Vec::new()))
+        // A scripted 429 carries the headers a real one does, with a reset two seconds away.
+        let headers = if status == 429 {
+            let reset = self.now_ms() / 1000 + 2;
+            vec![
+                ("x-rate-limit-limit", self.config.per_user.to_string()),
+                ("x-rate-limit-remaining", "0".to_string()),
+                ("x-rate-limit-reset", reset.to_string()),
+            ]
+        } else {
+            Vec::new()
+        };
+        Reply::Answer(self.answer(status, body, headers))
     }
 
     /// Decides the answer to one request.

@@ -66,6 +66,21 @@ pub struct Record {
     pub account: Option<RecordAccount>,
 }
 
+/// One attempt, as [`Store::attempt_log`] reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub job_id: i64,
+    pub account: String,
+    pub target: String,
+    pub sent_at: i64,
+    pub finished_at: Option<i64>,
+    pub result: Option<String>,
+    pub http_status: Option<i64>,
+    pub error_code: Option<i64>,
+    pub rl_reset: Option<i64>,
+}
+
 /// What start-up recovery found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Recovered {
@@ -290,6 +305,18 @@ impl Store {
     /// Attempts still without an answer (in flight, or left by a crash before recovery).
     pub async fn open_attempts(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("select count(*) from attempts where finished_at is null").fetch_one(&self.pool).await?)
+    }
+
+    /// Every attempt in order, for audits and tests.
+    pub async fn attempt_log(&self) -> Result<Vec<AttemptRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "select t.id, t.job_id, a.name as account, j.target, t.sent_at, t.finished_at, t.result,
+                    t.http_status, t.error_code, t.rl_reset
+             from attempts t join accounts a on a.id = t.account_id join jobs j on j.id = t.job_id
+             order by t.id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Attempts by result, for status and tests.

@@ -7,7 +7,7 @@ mod ledger;
 
 pub use imports::ImportRow;
 pub use jobs::{CountRow, DryRun, ExportRow, INSERT_BATCH, NewJob, TargetKind};
-pub use ledger::{Claim, ClaimResult, Record, RecordAccount, RecordJob, Recovered};
+pub use ledger::{AttemptRow, Claim, ClaimResult, Record, RecordAccount, RecordJob, Recovered};
 
 use std::collections::HashMap;
 use std::path::Path;

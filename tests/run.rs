@@ -1,0 +1,348 @@
+//! The runner against the in-process sandbox, with windows of seconds: outcomes, limits, rate,
+//! restarts, pauses, stops, skew, retries, shutdown. Figures come from the job table, the ledger
+//! and the sandbox's own stats.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use followq::api::Client;
+use followq::config::{Pace, Settings};
+use followq::ingest::{self, Accounts, Input};
+use followq::sandbox::{Faults, Sandbox, Scripted};
+use followq::store::{AttemptRow, Store, now_ms};
+use followq::worker::{self, Ending, Silent};
+use tokio_util::sync::CancellationToken;
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    store: Store,
+    settings: Settings,
+    sb: Sandbox,
+}
+
+impl Rig {
+    async fn new(accounts: &[&str], per_user: u32, per_app: u32, window: Duration) -> Rig {
+        let sb = common::sandbox(accounts, per_user, per_app, window).await;
+        let settings = common::settings(accounts, &sb.base_url(), per_user, per_app, window);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("q.db")).await.unwrap();
+        Rig { _dir: dir, store, settings, sb }
+    }
+
+    /// Queues `account,screen_name` rows.
+    async fn queue(&self, rows: &[(&str, String)]) {
+        let names: Vec<&str> = self.settings.accounts.iter().map(|a| a.name.as_str()).collect();
+        let ids = self.store.sync_accounts(&names).await.unwrap();
+        let path = self._dir.path().join(format!("in-{}.csv", now_ms()));
+        let mut csv = String::from("account,screen_name\n");
+        for (a, t) in rows {
+            csv.push_str(&format!("{a},{t}\n"));
+        }
+        std::fs::write(&path, csv).unwrap();
+        let accounts = Accounts::new(ids, None).unwrap();
+        let mut on_reject = |r: &ingest::Reject| panic!("rejected {r:?}");
+        let opts = ingest::Options {
+            accounts: &accounts,
+            dry_run: false,
+            on_reject: &mut on_reject,
+            content_hash: String::new(),
+        };
+        let s = ingest::import(&self.store, &Input::File(path), opts).await.unwrap();
+        assert_eq!(s.added as usize, rows.len());
+    }
+
+    async fn run_with(&self, shutdown: CancellationToken, deadline: Option<i64>) -> Ending {
+        let client = Client::new(&self.settings).unwrap();
+        let opts = worker::Options { deadline, watch: false, seed: 11 };
+        worker::run(&self.store, &self.settings, &client, shutdown, opts, &mut Silent).await.unwrap()
+    }
+
+    async fn run(&self) -> Ending {
+        self.run_with(CancellationToken::new(), Some(now_ms() + 60_000)).await
+    }
+
+    /// (account, target) → outcome or state.
+    async fn outcomes(&self) -> HashMap<(String, String), String> {
+        self.store
+            .export_rows(&[])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| ((r.account, r.target), r.outcome.unwrap_or(r.state)))
+            .collect()
+    }
+
+    async fn log(&self) -> Vec<AttemptRow> {
+        self.store.attempt_log().await.unwrap()
+    }
+
+    async fn assert_clean(&self) {
+        let st = self.sb.stats();
+        assert_eq!(st.violations, 0, "window violations: {st:?}");
+        assert_eq!(st.bad_signatures, 0, "bad signatures: {st:?}");
+        assert_eq!(self.store.open_attempts().await.unwrap(), 0, "attempts left without an answer");
+        for (acct, max) in &st.max_in_window.per_account {
+            assert!(*max <= self.settings.limits.per_user as u64, "{acct}: {max} in one window");
+        }
+        assert!(st.max_in_window.app <= self.settings.limits.per_app as u64);
+    }
+}
+
+fn rows(account: &str, names: &[&str]) -> Vec<(&'static str, String)> {
+    let account: &'static str = Box::leak(account.to_string().into_boxed_str());
+    names.iter().map(|n| (account, n.to_string())).collect()
+}
+
+fn numbered(account: &'static str, prefix: &str, n: usize) -> Vec<(&'static str, String)> {
+    (0..n).map(|i| (account, format!("{prefix}{i}"))).collect()
+}
+
+#[tokio::test]
+async fn every_job_ends_as_the_sandbox_dictates() {
+    let rig = Rig::new(&["alice", "bob", "carol"], 100, 300, Duration::from_secs(10)).await;
+    let mut all = Vec::new();
+    for a in ["alice", "bob", "carol"] {
+        all.extend(rows(a, &["plain_one", "plain_two", "p_locked", "b_blocks", "x_gone", "s_banned"]));
+    }
+    rig.queue(&all).await;
+    assert_eq!(rig.run().await, Ending::Finished);
+    let out = rig.outcomes().await;
+    for a in ["alice", "bob", "carol"] {
+        let o = |t: &str| out[&(a.to_string(), t.to_string())].clone();
+        assert_eq!(o("plain_one"), "followed");
+        assert_eq!(o("plain_two"), "followed");
+        assert_eq!(o("p_locked"), "requested");
+        assert_eq!(o("b_blocks"), "blocked");
+        assert_eq!(o("x_gone"), "not_found");
+        assert_eq!(o("s_banned"), "suspended");
+    }
+    rig.assert_clean().await;
+    let st = rig.sb.stats();
+    assert_eq!(st.creates.values().sum::<u64>(), 18, "one request per job, no more");
+    assert_eq!(st.follows.values().sum::<u64>(), 9, "two follows and one request each");
+    assert_eq!(rig.log().await.len(), 18);
+}
+
+/// Requests in each full window (from the first send, of the enforced length) as shares of the limit.
+fn window_shares(log: &[AttemptRow], window_ms: i64, limit: u32) -> Vec<f64> {
+    let first = log.first().unwrap().sent_at;
+    let last = log.last().unwrap().sent_at;
+    let mut shares = Vec::new();
+    let mut start = first;
+    while start + window_ms <= last {
+        let n = log.iter().filter(|a| a.sent_at >= start && a.sent_at < start + window_ms).count();
+        shares.push(n as f64 / limit as f64);
+        start += window_ms;
+    }
+    shares
+}
+
+async fn rate_case(pace: Pace) {
+    // Two accounts of 10, an app of 15, per 1.5 s: the app binds. Enough work for 4+ windows.
+    let mut rig = Rig::new(&["alice", "bob"], 10, 15, Duration::from_millis(1500)).await;
+    rig.settings.limits.pace = pace;
+    let mut all = numbered("alice", "a", 40);
+    all.extend(numbered("bob", "b", 40));
+    rig.queue(&all).await;
+    assert_eq!(rig.run().await, Ending::Finished);
+    rig.assert_clean().await;
+    let log = rig.log().await;
+    let shares = window_shares(&log, rig.settings.limits.effective_window_ms(), 15);
+    assert!(shares.len() >= 4, "{pace:?}: {shares:?}");
+    for s in &shares {
+        assert!(*s >= 0.95 && *s <= 1.0, "{pace:?}: a full window used {s:.2} of the limit: {shares:?}");
+    }
+    // Fair: both accounts progressed together.
+    let alice = log.iter().filter(|a| a.account == "alice").count();
+    assert_eq!(alice, 40);
+}
+
+#[tokio::test]
+async fn spread_uses_each_window_to_the_limit() {
+    rate_case(Pace::Spread).await;
+}
+
+#[tokio::test]
+async fn asap_uses_each_window_to_the_limit() {
+    rate_case(Pace::Asap).await;
+}
+
+#[tokio::test]
+async fn a_restart_takes_its_budget_from_the_ledger() {
+    let mut rig = Rig::new(&["alice"], 5, 100, Duration::from_secs(2)).await;
+    rig.settings.limits.pace = Pace::Asap;
+    rig.queue(&numbered("alice", "r", 12)).await;
+    // Stop right after the first burst, then start again at once, three times.
+    for _ in 0..3 {
+        let ending = rig.run_with(CancellationToken::new(), Some(now_ms() + 300)).await;
+        assert_eq!(ending, Ending::Stopped);
+    }
+    assert_eq!(rig.run().await, Ending::Finished);
+    rig.assert_clean().await;
+    assert_eq!(rig.sb.stats().creates["alice"], 12);
+}
+
+#[tokio::test]
+async fn a_spurious_429_waits_for_its_reset() {
+    let rig = Rig::new(&["alice", "bob"], 100, 300, Duration::from_secs(10)).await;
+    let (alice, _) = common::token("alice");
+    rig.sb.script(&alice, &[Scripted { status: 429, code: 88 }]);
+    let mut all = rows("alice", &["t1", "t2"]);
+    all.extend(rows("bob", &["u1", "u2"]));
+    rig.queue(&all).await;
+    assert_eq!(rig.run().await, Ending::Finished);
+    let log = rig.log().await;
+    let limited = log.iter().find(|a| a.result.as_deref() == Some("rate_limited")).expect("the 429 was recorded");
+    let reset_ms = limited.rl_reset.unwrap() * 1000;
+    for a in log.iter().filter(|a| a.account == "alice" && a.id > limited.id) {
+        assert!(a.sent_at >= reset_ms, "alice sent at {} before the reset {reset_ms}", a.sent_at);
+    }
+    assert!(log.iter().filter(|a| a.account == "bob").all(|a| a.sent_at < reset_ms), "bob was not held back");
+    assert!(rig.outcomes().await.values().all(|o| o == "followed"));
+    assert_eq!(log.len(), 5, "one extra request, for the 429, and no storm");
+    rig.assert_clean().await;
+}
+
+#[tokio::test]
+async fn code_161_pauses_only_that_account() {
+    let rig = Rig::new(&["alice", "bob"], 100, 300, Duration::from_secs(2)).await;
+    let (alice, _) = common::token("alice");
+    rig.sb.script(&alice, &[Scripted { status: 403, code: 161 }]);
+    let mut all = rows("alice", &["t1", "t2"]);
+    all.extend(rows("bob", &["u1", "u2", "u3"]));
+    rig.queue(&all).await;
+    assert_eq!(rig.run().await, Ending::Finished);
+    let log = rig.log().await;
+    let hit = log.iter().find(|a| a.error_code == Some(161)).unwrap();
+    assert_eq!(hit.result.as_deref(), Some("follow_limit"));
+    let resumed = log.iter().filter(|a| a.account == "alice" && a.id > hit.id).map(|a| a.sent_at).min().unwrap();
+    // Paused until its window frees: the 161 request itself leaves it 2 s (+margin) later.
+    assert!(resumed - hit.sent_at >= 2_000, "alice resumed after {} ms", resumed - hit.sent_at);
+    assert!(rig.outcomes().await.values().all(|o| o == "followed"), "the paused jobs waited, they did not fail");
+    rig.assert_clean().await;
+}
+
+#[tokio::test]
+async fn locked_and_revoked_accounts_stop_and_the_others_go_on() {
+    let rig = Rig::new(&["alice", "bob", "carol"], 100, 300, Duration::from_secs(10)).await;
+    let (alice, _) = common::token("alice");
+    let (bob, _) = common::token("bob");
+    rig.sb.script_always(&alice, Scripted { status: 403, code: 326 });
+    rig.sb.script_always(&bob, Scripted { status: 401, code: 89 });
+    let mut all = numbered("alice", "a", 3);
+    all.extend(numbered("bob", "b", 3));
+    all.extend(numbered("carol", "c", 3));
+    rig.queue(&all).await;
+    assert_eq!(rig.run().await, Ending::Blocked);
+    let out = rig.outcomes().await;
+    for i in 0..3 {
+        assert_eq!(out[&("carol".into(), format!("c{i}"))], "followed");
+        assert_eq!(out[&("alice".into(), format!("a{i}"))], "queued");
+        assert_eq!(out[&("bob".into(), format!("b{i}"))], "queued");
+    }
+    let log = rig.log().await;
+    assert_eq!(log.iter().filter(|a| a.account == "alice").count(), 1, "one request, then stopped");
+    assert_eq!(log.iter().filter(|a| a.account == "bob").count(), 1);
+    let accounts = rig.store.accounts().await.unwrap();
+    let reason = |n: &str| accounts.iter().find(|a| a.name == n).unwrap().stopped_reason.clone();
+    assert!(reason("alice").contains("326"), "{}", reason("alice"));
+    assert!(reason("bob").contains("code 89"), "{}", reason("bob"));
+    assert!(reason("carol").is_empty());
+    rig.assert_clean().await;
+}
+
+#[tokio::test]
+async fn code_261_stops_the_run() {
+    let rig = Rig::new(&["alice"], 100, 300, Duration::from_secs(10)).await;
+    let (alice, _) = common::token("alice");
+    rig.sb.script(&alice, &[Scripted { status: 403, code: 261 }]);
+    rig.queue(&numbered("alice", "a", 5)).await;
+    assert!(matches!(rig.run().await, Ending::AppStopped(why) if why.contains("261")));
+    assert_eq!(rig.log().await.len(), 1, "nothing more was sent");
+    assert_eq!(rig.store.open_attempts().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_skewed_clock_is_corrected_from_date() {
+    let rig = Rig::new(&["alice"], 100, 300, Duration::from_secs(10)).await;
+    rig.sb.set_clock_offset(900);
+    rig.queue(&numbered("alice", "a", 3)).await;
+    assert_eq!(rig.run().await, Ending::Finished);
+    assert!(rig.outcomes().await.values().all(|o| o == "followed"));
+    let log = rig.log().await;
+    assert_eq!(
+        log.iter().filter(|a| a.result.as_deref() == Some("clock_skew")).count(),
+        1,
+        "one 135, then every request is signed right"
+    );
+    assert_eq!(log.len(), 4);
+    rig.assert_clean().await;
+}
+
+#[tokio::test]
+async fn transient_faults_retry_to_the_limit_then_fail() {
+    let mut rig = Rig::new(&["alice"], 100, 300, Duration::from_secs(10)).await;
+    rig.settings.run.concurrency = 2;
+    rig.sb.set_faults(Faults { p503: 1.0, ..Faults::default() });
+    rig.queue(&numbered("alice", "a", 3)).await;
+    assert_eq!(rig.run().await, Ending::Finished);
+    assert!(rig.outcomes().await.values().all(|o| o == "failed"));
+    assert_eq!(rig.sb.stats().creates["alice"], 3 * 4, "max_attempts = 4 per job, no more");
+    // The API recovers; `retry` re-queues, and they succeed.
+    rig.sb.set_faults(Faults::default());
+    assert_eq!(rig.store.requeue(&["failed".into()], None).await.unwrap(), 3);
+    assert_eq!(rig.run().await, Ending::Finished);
+    assert!(rig.outcomes().await.values().all(|o| o == "followed"));
+    rig.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_hang_is_retried_and_ends_already_following() {
+    let rig = Rig::new(&["alice"], 100, 300, Duration::from_secs(10)).await;
+    rig.sb.set_faults(Faults { hang: 1.0, hang_for: Duration::from_secs(3), seed: 3, ..Faults::default() });
+    rig.queue(&rows("alice", &["slowpoke"])).await;
+    let stop = CancellationToken::new();
+    let s2 = stop.clone();
+    let sb_faults_off = async {
+        // After the first request hangs (applied, then timed out), the API recovers.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        rig.sb.set_faults(Faults::default());
+    };
+    let (ending, _) = tokio::join!(rig.run_with(s2, Some(now_ms() + 30_000)), sb_faults_off);
+    assert_eq!(ending, Ending::Finished);
+    let out = rig.outcomes().await;
+    let o = &out[&("alice".into(), "slowpoke".into())];
+    assert!(o == "already_following" || o == "followed", "{o}");
+    let log = rig.log().await;
+    assert_eq!(log[0].result.as_deref(), Some("transient"));
+    assert_eq!(rig.sb.stats().follows["alice"], 1);
+    drop(stop);
+}
+
+#[tokio::test]
+async fn stopping_mid_run_leaves_nothing_in_flight() {
+    let mut rig = Rig::new(&["alice", "bob"], 1000, 3000, Duration::from_secs(10)).await;
+    rig.settings.run.concurrency = 8;
+    rig.settings.limits.pace = Pace::Asap;
+    rig.sb.set_faults(Faults { hang: 0.2, hang_for: Duration::from_secs(3), seed: 5, ..Faults::default() });
+    let mut all = numbered("alice", "a", 300);
+    all.extend(numbered("bob", "b", 300));
+    rig.queue(&all).await;
+    let stop = CancellationToken::new();
+    let s2 = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s2.cancel();
+    });
+    assert_eq!(rig.run_with(stop, None).await, Ending::Stopped);
+    assert_eq!(rig.store.open_attempts().await.unwrap(), 0, "every request out was recorded");
+    let counts = rig.store.job_counts().await.unwrap();
+    assert!(counts.iter().all(|c| c.state != "in_flight"), "{counts:?}");
+    assert!(counts.iter().any(|c| c.state == "queued"), "it did stop early");
+    // And the next run finishes the rest.
+    rig.sb.set_faults(Faults::default());
+    assert_eq!(rig.run().await, Ending::Finished);
+    rig.assert_clean().await;
+}

@@ -148,7 +148,7 @@ impl Default for Settings {
                 margin: Duration::from_secs(432), // 0.5 % of 24 h
             },
             retry: RetrySettings { max_attempts: 5, base: Duration::from_secs(2), max: Duration::from_secs(300) },
-            run: RunSettings { concurrency: 4 },
+            run: RunSettings { concurrency: 1 },
             accounts: Vec::new(),
             inbox: PathBuf::from("jobs/inbox"),
             source: None,
@@ -486,7 +486,7 @@ base = "2s"                            # first backoff, doubled each time, with 
 max = "5m"
 
 [run]
-concurrency = 4                        # requests in flight at once
+concurrency = 1                        # requests in flight at once (a crash can leave this many unanswered)
 
 # One block per X account to follow from. Tokens may come from FOLLOWQ_<NAME>_TOKEN and
 # FOLLOWQ_<NAME>_TOKEN_SECRET instead (NAME in upper case, '-' as '_').

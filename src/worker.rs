@@ -258,6 +258,12 @@ async fn dispatch(
                 sched.accounts[i].queued = 0;
             }
         }
+        // An answer recorded a pause or stop that this loop has not absorbed yet.
+        ClaimResult::Paused { until, reason } => {
+            sched.accounts[i].paused_until = until;
+            sched.accounts[i].pause_reason = reason;
+        }
+        ClaimResult::Stopped(reason) => sched.accounts[i].stopped = Some(reason),
         ClaimResult::UserFull | ClaimResult::AppFull => {
             // The ledger knows sends this process did not make (another process, or a clock
             // step): take its view and decide again.

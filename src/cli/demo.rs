@@ -46,6 +46,8 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     settings.retry.base = Duration::from_millis(200);
     settings.retry.max = Duration::from_secs(3);
     settings.retry.max_attempts = 6;
+    // A hang (3 s) must not hold up the queue: others go on while one request waits.
+    settings.run.concurrency = 4;
     settings.inbox = dir.join("inbox");
 
     let (mut sb_config, _) = config_from(&settings);

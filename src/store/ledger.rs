@@ -28,6 +28,13 @@ pub enum ClaimResult {
     AppFull,
     /// The account has no job that may be sent now.
     NoJob,
+    /// The account is paused until this time (recorded by an answer the caller has not seen yet).
+    Paused {
+        until: i64,
+        reason: String,
+    },
+    /// The account is stopped.
+    Stopped(String),
 }
 
 /// What happens to the job after an answer.
@@ -145,8 +152,9 @@ impl Store {
         Ok(n)
     }
 
-    /// Phase 1, one write transaction: check both budgets in the ledger, pick the account's next
-    /// job, insert its attempt and mark it in flight. `window_start` is `now - window` (with
+    /// Phase 1, one write transaction: check the account is neither paused nor stopped, check
+    /// both budgets in the ledger, pick the account's next job, insert its attempt and mark it in
+    /// flight. `window_start` is `now - window` (with
     /// margin). A budget is never consumed unless both have room.
     pub async fn claim(
         &self,
@@ -159,6 +167,17 @@ impl Store {
         // IMMEDIATE takes the write lock up front, so two processes cannot both read "room left"
         // and both insert.
         let mut tx = self.pool.begin_with("begin immediate").await?;
+        let (paused_until, pause_reason, stopped): (i64, String, String) =
+            sqlx::query_as("select paused_until, pause_reason, stopped_reason from accounts where id = ?1")
+                .bind(account_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !stopped.is_empty() {
+            return Ok(ClaimResult::Stopped(stopped));
+        }
+        if paused_until > now {
+            return Ok(ClaimResult::Paused { until: paused_until, reason: pause_reason });
+        }
         let used_user: i64 = sqlx::query_scalar(
             "select count(*) from (select 1 from attempts where account_id = ?1 and sent_at > ?2 limit ?3)",
         )
@@ -220,8 +239,10 @@ impl Store {
     /// pause or stop. Guarded by the attempt id: a late or repeated write changes nothing and
     /// returns [`StoreError::Stale`].
     pub async fn record(&self, r: &Record) -> Result<(), StoreError> {
-        let now = now_ms();
         let mut tx = self.pool.begin_with("begin immediate").await?;
+        // Taken under the write lock: finished_at is when the answer became known to every
+        // claim, not when this task started waiting for a connection.
+        let now = now_ms();
         let changed = sqlx::query(
             "update attempts set finished_at = ?2, result = ?3, http_status = ?4, error_code = ?5,
                     message = ?6, body = ?7, rl_limit = ?8, rl_remaining = ?9, rl_reset = ?10

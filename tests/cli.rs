@@ -1,0 +1,293 @@
+//! The real binary against the in-process sandbox: signals, a second run, secrets, the inbox
+//! watch, export, retry, verify, accounts, dry run.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Env;
+use followq::sandbox::{Faults, Sandbox, Scripted};
+use followq::store::Store;
+use serde_json::Value;
+
+const WINDOW_10S: &str = "[limits]\nper_user = 100\nper_app = 300\nwindow = \"10s\"\npace = \"asap\"\n";
+
+fn spawn(env: &Env, args: &[&str]) -> Child {
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("followq"));
+    c.current_dir(env.dir.path()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FOLLOWQ_") {
+            c.env_remove(k);
+        }
+    }
+    c.spawn().unwrap()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig}");
+}
+
+async fn wait(child: Child) -> std::process::Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap()
+}
+
+/// Polls `f` until it is true, for at most `secs`.
+async fn eventually(secs: u64, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < until, "condition not met in {secs} s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn rig(accounts: &[&str], limits: &str) -> (Sandbox, Env) {
+    let sb = common::sandbox(accounts, 100, 300, Duration::from_secs(10)).await;
+    let env = Env::new(accounts, &sb.base_url(), limits);
+    (sb, env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_records_what_is_in_flight_and_exits_4() {
+    let (sb, env) = rig(
+        &["alice"],
+        "[limits]\nper_user = 100\nper_app = 300\nwindow = \"10s\"\npace = \"spread\"\n[run]\nconcurrency = 2\n",
+    )
+    .await;
+    // Every request hangs past the 2 s timeout: at the signal, requests are out.
+    sb.set_faults(Faults { hang: 1.0, hang_for: Duration::from_secs(5), seed: 1, ..Faults::default() });
+    env.write("l.csv", (0..50).map(|i| format!("t{i}\n")).collect::<String>());
+    env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
+    let child = spawn(&env, &["run", "--no-progress"]);
+    eventually(10, || sb.stats().creates.get("alice").copied().unwrap_or(0) >= 1).await;
+    signal(&child, "-INT");
+    let out = wait(child).await;
+    assert_eq!(out.status.code(), Some(4), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stopping: no new requests"), "{stderr}");
+    assert!(stderr.contains("stopped with") && stderr.contains("`followq run` resumes"), "{stderr}");
+    let store = Store::open(&env.db()).await.unwrap();
+    assert_eq!(store.open_attempts().await.unwrap(), 0, "the request out at the signal was recorded");
+    assert!(store.job_counts().await.unwrap().iter().all(|c| c.state != "in_flight"));
+    let log = store.attempt_log().await.unwrap();
+    assert!(!log.is_empty() && log.iter().all(|a| a.result.as_deref() == Some("transient")), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_database_is_refused() {
+    let (sb, env) =
+        rig(&["alice"], "[limits]\nper_user = 100\nper_app = 300\nwindow = \"10s\"\npace = \"spread\"\n").await;
+    env.write("l.csv", (0..20).map(|i| format!("t{i}\n")).collect::<String>());
+    env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
+    let first = spawn(&env, &["run", "--no-progress"]);
+    eventually(10, || sb.stats().creates.get("alice").copied().unwrap_or(0) >= 1).await;
+    let out = env.cmd().args(["run", "--no-progress"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another `followq run` is working on followq.db"), "{stderr}");
+    signal(&first, "-TERM");
+    let out = wait(first).await;
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(sb.stats().violations, 0);
+    // The lock went with the first process: a new run may start.
+    let out = env.cmd().args(["run", "--no-progress", "--max-duration", "300ms"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_output_logs_database_or_export() {
+    let (sb, env) = rig(&["alice", "bob"], WINDOW_10S).await;
+    let (alice, _) = common::token("alice");
+    sb.script(&alice, &[Scripted { status: 401, code: 135 }, Scripted { status: 503, code: 130 }]);
+    env.write("l.csv", "account,screen_name\nalice,a1\nalice,b_x\nbob,c1\nbob,x_y\n");
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["-vv", "--log-file", "trace.log", "import", "l.csv"],
+        vec!["-vv", "--log-file", "trace.log", "run", "--no-progress"],
+        vec!["-vv", "--log-file", "trace.log", "--log-format", "json", "status"],
+        vec!["status", "--json"],
+        vec!["export", "--format", "json"],
+        vec!["export"],
+        vec!["accounts", "list"],
+        vec!["-vv", "accounts", "check"],
+        vec!["-vv", "verify"],
+    ] {
+        let out = env.cmd().args(&args).output().unwrap();
+        outputs.push(out.stdout);
+        outputs.push(out.stderr);
+    }
+    let log = std::fs::read(env.path("trace.log")).unwrap();
+    assert!(log.len() > 10_000, "trace logging produced {} bytes", log.len());
+    outputs.push(log);
+    for f in ["followq.db", "followq.db-wal"] {
+        if let Ok(bytes) = std::fs::read(env.path(f)) {
+            outputs.push(bytes);
+        }
+    }
+    let mut needles = vec![common::CONSUMER_SECRET.to_string()];
+    for a in ["alice", "bob"] {
+        let (token, secret) = common::token(a);
+        needles.push(secret);
+        needles.push(token);
+    }
+    for n in &needles {
+        for (i, o) in outputs.iter().enumerate() {
+            assert!(!o.windows(n.len()).any(|w| w == n.as_bytes()), "{n} found in output {i}");
+        }
+    }
+    assert_eq!(sb.stats().bad_signatures, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_world_readable_config_is_warned_about() {
+    let (_sb, env) = rig(&["alice"], WINDOW_10S).await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(env.path("followq.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = env.cmd().arg("status").output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stderr).contains("readable by other users"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_imports_files_dropped_into_the_inbox() {
+    let (sb, env) = rig(&["alice"], WINDOW_10S).await;
+    let child = spawn(&env, &["run", "--watch", "--no-progress"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.write("jobs/inbox/late.csv", "screen_name\nlate_one\nlate_two\n");
+    eventually(15, || sb.stats().follows.get("alice").copied().unwrap_or(0) == 2).await;
+    env.write("jobs/inbox/later.csv", "screen_name\nlate_three\n");
+    eventually(15, || sb.stats().follows.get("alice").copied().unwrap_or(0) == 3).await;
+    signal(&child, "-INT");
+    let out = wait(child).await;
+    assert_eq!(out.status.code(), Some(0), "nothing left: {}", String::from_utf8_lossy(&out.stderr));
+    let s = env.status();
+    assert_eq!(s["jobs"]["by_outcome"]["followed"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_export_retry_verify_and_accounts_after_a_run() {
+    let (sb, env) = rig(&["alice", "bob"], WINDOW_10S).await;
+    let (bob, _) = common::token("bob");
+    env.write("l.csv", "account,screen_name\nalice,one\nalice,two\nalice,p_three\nbob,x_four\nbob,five\n");
+    env.cmd().args(["import", "l.csv"]).assert().success();
+    let plan = env.cmd().args(["run", "--dry-run"]).output().unwrap();
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.contains("dry run: nothing is sent") && plan.contains("alice") && plan.contains("3 waiting"),
+        "{plan}"
+    );
+    assert_eq!(sb.stats().requests, 0, "a dry run sends nothing");
+
+    sb.script(&bob, &[Scripted { status: 418, code: 0 }]);
+    let out = env.cmd().args(["run", "--no-progress"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "a refused job: finished, some failed");
+
+    let s = env.status();
+    assert_eq!(s["jobs"]["total"], 5);
+    assert_eq!(s["jobs"]["by_state"]["done"], 5);
+    // bob's first request (x_four) got the scripted 418.
+    assert_eq!(s["jobs"]["by_outcome"]["followed"], 3);
+    assert_eq!(s["jobs"]["by_outcome"]["requested"], 1);
+    assert_eq!(s["jobs"]["by_outcome"]["refused"], 1);
+    let alice = s["accounts"].as_array().unwrap().iter().find(|a| a["name"] == "alice").unwrap();
+    assert_eq!(alice["budget"], serde_json::json!({"limit": 100, "used": 3, "left": 97}));
+    assert_eq!(s["app"]["budget"]["used"], 5);
+    assert!(s["eta"].is_null());
+    let table = String::from_utf8_lossy(&env.cmd().arg("status").output().unwrap().stdout).to_string();
+    assert!(table.contains("alice") && table.contains("3/100") && table.contains("followed 2, requested 1"), "{table}");
+
+    let json: Value = serde_json::from_slice(
+        &env.cmd().args(["export", "--format", "json", "--outcome", "refused"]).output().unwrap().stdout,
+    )
+    .unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    let keys: Vec<&str> = rows[0].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut want = [
+        "account",
+        "target",
+        "target_kind",
+        "outcome",
+        "attempts",
+        "last_status",
+        "last_code",
+        "last_message",
+        "created_at",
+        "finished_at",
+    ];
+    want.sort();
+    let mut got = keys.clone();
+    got.sort();
+    assert_eq!(got, want);
+    assert_eq!((rows[0]["target"].as_str(), rows[0]["last_status"].as_i64()), (Some("x_four"), Some(418)));
+    let csv =
+        String::from_utf8_lossy(&env.cmd().args(["export", "-o", "out.csv"]).output().unwrap().stdout).to_string();
+    assert!(csv.is_empty());
+    let csv = common::read(&env.path("out.csv"));
+    assert!(csv.starts_with(
+        "account,target,target_kind,outcome,attempts,last_status,last_code,last_message,created_at,finished_at\n"
+    ));
+    assert_eq!(csv.lines().count(), 6);
+    let bad = env.cmd().args(["export", "--outcome", "nonsense"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+
+    let out = env.cmd().args(["retry", "--outcome", "refused"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("re-queued 1 jobs"));
+    env.cmd().args(["run", "--no-progress"]).assert().success();
+    assert_eq!(env.status()["jobs"]["by_outcome"]["not_found"], 1, "the re-queued job was sent again");
+
+    let out = env.cmd().arg("verify").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("alice: 2 confirmed, 0 not visible yet") && text.contains("bob: 1 confirmed"), "{text}");
+    assert_eq!(out.status.code(), Some(0));
+
+    // A revoked token: check says so; once it verifies again, check resumes the account.
+    sb.script_always(&bob, Scripted { status: 401, code: 89 });
+    let out = env.cmd().args(["accounts", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bob: FAILED: HTTP 401 code 89 Invalid or expired token."));
+    env.write("m.csv", "account,screen_name\nbob,six\n");
+    env.cmd().args(["import", "m.csv"]).assert().success();
+    let out = env.cmd().args(["run", "--no-progress"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "bob stopped with work left");
+    let list = String::from_utf8_lossy(&env.cmd().args(["accounts", "list"]).output().unwrap().stdout).to_string();
+    assert!(list.contains("bob") && list.contains("stopped: credentials rejected (code 89"), "{list}");
+    sb.clear_script(&bob);
+    let out = env.cmd().args(["accounts", "check"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bob: ok (was stopped; resumed)"));
+    env.cmd().args(["run", "--no-progress"]).assert().success();
+    assert_eq!(env.status()["jobs"]["by_outcome"]["followed"], 4);
+}
+
+#[test]
+fn run_without_credentials_is_a_configuration_error() {
+    let env = Env::new(&[], "http://127.0.0.1:9", "");
+    let out = env.cmd().args(["run"]).env("FOLLOWQ_CONSUMER_KEY", "").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = env.cmd().args(["run", "--stop-at", "25:00"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected HH:MM"));
+}
+
+#[test]
+fn the_demo_runs_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = assert_cmd::Command::cargo_bin("followq")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["demo", "--no-progress"])
+        .env_remove("FOLLOWQ_CONFIG")
+        .env_remove("FOLLOWQ_DB")
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("window violations 0 | bad signatures 0"), "{stdout}");
+    assert!(stdout.contains("OK: no limit broken"), "{stdout}");
+    assert!(stdout.contains("1575 rows"), "{stdout}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "the demo leaves nothing behind");
+}

@@ -220,7 +220,7 @@ fn account_message(
             Some(t) if t > now && used >= sched.limits.per_user as usize => {
                 format!("window full: resumes {}", crate::cli::local_time(t).split(' ').nth(1).unwrap_or("-"))
             }
-            Some(t) if t > now => format!("next follow in {}", human_ms(t - now)),
+            Some(t) if t > now + 1000 => format!("next follow in {}", human_ms(t - now)),
             _ => "sending".to_string(),
         }
     };

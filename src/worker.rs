@@ -288,7 +288,7 @@ fn absorb(
     match &done.record.job {
         RecordJob::Done(o) => {
             *outcomes.entry(a.id).or_default().entry(o).or_default() += 1;
-            info!(account = %a.name, job_id = done.record.job_id, outcome = o, status = done.record.http_status, "job finished");
+            debug!(account = %a.name, job_id = done.record.job_id, outcome = o, status = done.record.http_status, "job finished");
         }
         RecordJob::Requeue { not_before, .. } => {
             a.queued += 1;

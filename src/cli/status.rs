@@ -179,19 +179,19 @@ pub fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     let st = |c: &JobCounts, s: &str| c.by_state.get(s).copied().unwrap_or(0);
     writeln!(
         out,
-        "{:<16} {:>8} {:>8} {:>9} {:>8}  {:>11}  {:<22} outcomes",
-        "account", "total", "queued", "in_flight", "done", "budget", "next"
+        "{:<16} {:>8} {:>8} {:>9} {:>8}  {:>11}  next",
+        "account", "total", "queued", "in_flight", "done", "budget"
     )?;
     for a in &r.accounts {
         let name = if a.configured { a.name.clone() } else { format!("{} (unconfigured)", a.name) };
         let next = match (&a.stopped, a.paused_until) {
             (Some(_), _) => "STOPPED".to_string(),
             (None, Some(t)) => format!("paused {}", human_ms(t - r.now)),
-            _ => when(a.next_slot, r.now).split(" (").next().unwrap_or("-").to_string(),
+            _ => when(a.next_slot, r.now),
         };
         writeln!(
             out,
-            "{:<16} {:>8} {:>8} {:>9} {:>8}  {:>5}/{:<5}  {:<22} {}",
+            "{:<16} {:>8} {:>8} {:>9} {:>8}  {:>5}/{:<5}  {}",
             name,
             a.jobs.total,
             st(&a.jobs, "queued"),
@@ -200,23 +200,26 @@ pub fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             a.budget.used,
             a.budget.limit,
             next,
-            outcomes_line(&a.jobs)
         )?;
     }
     writeln!(
         out,
-        "{:<16} {:>8} {:>8} {:>9} {:>8}  {:>5}/{:<5}  {:<22} {}",
-        "all",
+        "{:<16} {:>8} {:>8} {:>9} {:>8}  {:>5}/{:<5}  {}",
+        "all (app)",
         r.jobs.total,
         st(&r.jobs, "queued"),
         st(&r.jobs, "in_flight"),
         st(&r.jobs, "done"),
         r.app.budget.used,
         r.app.budget.limit,
-        when(r.app.next_slot, r.now).split(" (").next().unwrap_or("-"),
-        outcomes_line(&r.jobs)
+        when(r.app.next_slot, r.now),
     )?;
-    writeln!(out, "budgets are requests in the last {} (window plus margin)", human_ms(r.window_ms))?;
+    writeln!(out, "budget: requests in the last {} (the window plus its margin)", human_ms(r.window_ms))?;
+    writeln!(out, "\noutcomes:")?;
+    for a in &r.accounts {
+        writeln!(out, "  {:<14} {}", a.name, outcomes_line(&a.jobs))?;
+    }
+    writeln!(out, "  {:<14} {}", "all", outcomes_line(&r.jobs))?;
     for a in &r.accounts {
         if let Some(why) = &a.stopped {
             writeln!(out, "{}: stopped: {why}", a.name)?;

@@ -72,6 +72,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         match ingest::import(&store, &input, opts).await {
             Ok(s) => {
                 print_summary(&s, args.dry_run);
+                if s.rows_read == 0 {
+                    eprintln!("{}: no rows to import (an empty file, or a header only)", s.source);
+                }
                 total.rows_read += s.rows_read;
                 total.added += s.added;
                 total.duplicates += s.duplicates;

@@ -12,6 +12,8 @@ struct Columns {
     account: Option<usize>,
     screen_name: Option<usize>,
     user_id: Option<usize>,
+    /// `target` / `url` / `profile` / `link`: any form, read as a headerless value is.
+    any: Option<usize>,
     follow: Option<usize>,
 }
 
@@ -78,6 +80,20 @@ pub(super) fn read(
         if record.iter().all(|f| f.iter().all(|b| b.is_ascii_whitespace())) {
             continue; // blank line
         }
+        // A quote left open swallows the lines after it into one field: say so, not "bad name".
+        if record.iter().any(|f| f.contains(&b'\n')) {
+            let spanned: u64 = record
+                .iter()
+                .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64 - u64::from(f.ends_with(b"\n")))
+                .sum();
+            let end = line + spanned;
+            flush(sink, &mut batch, &mut batch_rows);
+            let reason = format!("a quoted field runs from line {line} to line {end}: an unterminated quote?");
+            if !emit(sink, Item::Reject(Reject { file: file.to_string(), line, reason })) {
+                return Ok(());
+            }
+            continue;
+        }
         match row(&record, cols.as_ref(), accounts) {
             Ok(job) => {
                 batch.push(job);
@@ -134,6 +150,7 @@ fn header(record: &csv::ByteRecord, file: &str) -> Result<Option<Columns>, Inges
             "account" => &mut c.account,
             "screen_name" | "username" | "handle" => &mut c.screen_name,
             "user_id" | "id" => &mut c.user_id,
+            "target" | "url" | "profile" | "link" => &mut c.any,
             "follow" => &mut c.follow,
             _ => {
                 unknown.push(name);
@@ -156,17 +173,26 @@ fn header(record: &csv::ByteRecord, file: &str) -> Result<Option<Columns>, Inges
             return Err(IngestError::Format {
                 file: file.to_string(),
                 message: format!(
-                    "line 1: no recognised column among {:?}; expected a header naming screen_name/username/handle or user_id/id (and optionally account, follow), or a single column of targets",
+                    "line 1: no recognised column among {:?}; expected a header naming screen_name/username/handle, user_id/id or target/url (and optionally account, follow), or a single column of targets",
                     unknown
                 ),
             });
         }
         return Ok(None);
     }
-    if c.screen_name.is_none() && c.user_id.is_none() {
+    let targets = [c.screen_name, c.user_id, c.any].iter().filter(|c| c.is_some()).count();
+    if targets == 0 {
         return Err(IngestError::Format {
             file: file.to_string(),
-            message: "line 1: the header names no target column (screen_name/username/handle or user_id/id)".into(),
+            message:
+                "line 1: the header names no target column (screen_name/username/handle, user_id/id, or target/url)"
+                    .into(),
+        });
+    }
+    if c.any.is_some() && targets > 1 {
+        return Err(IngestError::Format {
+            file: file.to_string(),
+            message: "line 1: a target/url column cannot stand beside screen_name or user_id columns".into(),
         });
     }
     if !unknown.is_empty() {
@@ -197,10 +223,13 @@ fn row(record: &csv::ByteRecord, cols: Option<&Columns>, accounts: &Accounts) ->
     let user_id = field(record, c.user_id, "user_id")?.filter(|s| !s.is_empty());
     let name = field(record, c.screen_name, "screen_name")?.filter(|s| !s.is_empty());
     // Both given: the id wins (screen names change, ids do not); a bad id is still an error.
-    let (kind, target) = match (user_id, name) {
-        (Some(id), _) => target::parse(id, Hint::UserId)?,
-        (None, Some(n)) => target::parse(n, Hint::ScreenName)?,
-        (None, None) => return Err("no target: screen_name and user_id are both empty".into()),
+    let any = field(record, c.any, "target")?.filter(|s| !s.is_empty());
+    let (kind, target) = match (user_id, name, any) {
+        (Some(id), _, _) => target::parse(id, Hint::UserId)?,
+        (None, Some(n), _) => target::parse(n, Hint::ScreenName)?,
+        (None, None, Some(v)) => target::parse(v, Hint::Any)?,
+        (None, None, None) if c.any.is_some() => return Err("no target: the target column is empty".into()),
+        (None, None, None) => return Err("no target: screen_name and user_id are both empty".into()),
     };
     let notify = match field(record, c.follow, "follow")?.map(str::to_ascii_lowercase).as_deref() {
         None | Some("") | Some("false") | Some("0") | Some("no") => false,

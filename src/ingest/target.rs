@@ -77,7 +77,9 @@ pub fn parse(raw: &str, hint: Hint) -> Result<(TargetKind, String), String> {
 }
 
 fn screen_name(s: &str) -> Result<(TargetKind, String), String> {
-    if s.len() > 15 {
+    if s.is_empty() {
+        Err("empty screen name".into())
+    } else if s.len() > 15 {
         Err(format!("screen name '{}' is longer than 15 characters", shorten(s)))
     } else if !is_screen_name(s) {
         Err(format!("screen name '{}' may hold only A-Z a-z 0-9 _", shorten(s)))

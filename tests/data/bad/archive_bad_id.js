@@ -1,0 +1,4 @@
+window.YTD.following.part0 = [
+  { "following" : { "accountId" : "abc" } },
+  { "following" : { "accountId" : "3" } }
+]

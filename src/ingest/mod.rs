@@ -186,20 +186,14 @@ pub async fn import(store: &Store, input: &Input, opts: Options<'_>) -> Result<S
         }
     });
 
-    let mut session = if opts.dry_run { Some(store.dry_run().await?) } else { None };
-    let import_id = match &mut session {
-        Some(s) => s.begin_import(&name).await?,
-        None => store.begin_import(&name, &opts.content_hash).await?,
-    };
+    let mut session = store.import_session(opts.dry_run).await?;
+    let import_id = session.begin_import(&name, &opts.content_hash).await?;
     let mut sum = Summary { source: name.clone(), ..Summary::default() };
     while let Some(item) = rx.recv().await {
         match item {
             Item::Jobs(jobs, rows) => {
                 sum.rows_read += rows;
-                let added = match &mut session {
-                    Some(s) => s.insert_jobs(import_id, &jobs).await?,
-                    None => store.insert_jobs(import_id, &jobs).await?,
-                };
+                let added = session.insert_jobs(import_id, &jobs).await?;
                 sum.added += added;
                 sum.duplicates += jobs.len() as u64 - added;
             }
@@ -210,18 +204,14 @@ pub async fn import(store: &Store, input: &Input, opts: Options<'_>) -> Result<S
             }
         }
     }
-    // The reader's own result: a file-level error (not CSV, not an archive) ends the import here,
-    // after the rows before it went in.
+    // The reader's own result: a file-level error (not CSV, not an archive) ends the import here;
+    // the rows before it stay, and the import is left unfinished so the inbox tries it again.
     let read_result = reader_task
         .await
         .map_err(|e| IngestError::Format { file: name.clone(), message: format!("reader failed: {e}") })?;
-    match session {
-        Some(s) => s.rollback().await?,
-        None => {
-            if read_result.is_ok() {
-                store.finish_import(import_id, sum.rows_read, sum.added, sum.duplicates, sum.rejected).await?;
-            }
-        }
+    match &read_result {
+        Ok(()) => session.finish(import_id, &sum).await?,
+        Err(_) => session.abandon().await?,
     }
     read_result?;
     Ok(sum)

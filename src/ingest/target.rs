@@ -88,6 +88,11 @@ fn screen_name(s: &str) -> Result<(TargetKind, String), String> {
     }
 }
 
+/// True for paths on x.com that are not profiles (X reserves these names).
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r))
+}
+
 /// Paths on x.com that are not profiles.
 const RESERVED: &[&str] = &[
     "home",
@@ -145,9 +150,7 @@ fn parse_url(v: &str) -> Result<Option<(TargetKind, String)>, String> {
         [i, user, id, ..] if i.eq_ignore_ascii_case("i") && user.eq_ignore_ascii_case("user") => {
             Ok(Some((TargetKind::UserId, parse_user_id(id)?.to_string())))
         }
-        [first, ..] if RESERVED.iter().any(|r| first.eq_ignore_ascii_case(r)) => {
-            Err(format!("'{}' is not a profile URL", shorten(v)))
-        }
+        [first, ..] if is_reserved(first) => Err(format!("'{}' is not a profile URL", shorten(v))),
         [name, ..] => screen_name(name.strip_prefix('@').unwrap_or(name)).map(Some),
         [] => Err(format!("'{}' names no profile", shorten(v))),
     }

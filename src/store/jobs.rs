@@ -47,7 +47,7 @@ impl NewJob {
     }
 }
 
-/// Rows per multi-row INSERT: 7 bound values each, under SQLite's 32,766-variable limit.
+/// Rows per multi-row INSERT: 6 bound values each, under SQLite's 32,766-variable limit.
 /// Batching rows into statements (not only into transactions) is what makes import fast:
 /// every statement costs ~65 µs of hand-off in sqlx.
 pub const INSERT_BATCH: usize = 4000;
@@ -78,18 +78,10 @@ pub struct ExportRow {
 }
 
 impl Store {
-    /// Inserts jobs in one transaction, skipping those already queued for the same account and
-    /// target. Returns how many were added.
-    pub async fn insert_jobs(&self, import_id: i64, jobs: &[NewJob]) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let added = insert_jobs_in(&mut tx, import_id, jobs).await?;
-        tx.commit().await?;
-        Ok(added)
-    }
-
-    /// A transaction that validates and counts an import exactly, then is rolled back.
-    pub async fn dry_run(&self) -> Result<DryRun, StoreError> {
-        Ok(DryRun { tx: self.pool.begin().await? })
+    /// A session for one import: batches go into a transaction committed every
+    /// [`COMMIT_EVERY`] rows (or never, for a dry run, whose counts are still exact).
+    pub async fn import_session(&self, dry_run: bool) -> Result<ImportSession, StoreError> {
+        Ok(ImportSession { pool: self.pool.clone(), tx: Some(self.pool.begin().await?), dry_run, pending: 0 })
     }
 
     /// Counts by account, state and outcome (from the `jobs_counts` index alone).
@@ -150,7 +142,8 @@ impl Store {
     /// Per account id: queued jobs, and the earliest time one of them may be sent.
     pub async fn queued_summary(&self) -> Result<Vec<(i64, i64, i64)>, StoreError> {
         Ok(sqlx::query_as(
-            "select account_id, count(*), min(not_before) from jobs where state = 'queued' group by account_id",
+            "select account_id, count(*), min(not_before) from jobs
+             where state = 'queued' and outcome is null group by account_id",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -158,10 +151,12 @@ impl Store {
 
     /// The earliest time any queued job of this account may be sent, if it has any.
     pub async fn next_ready_at(&self, account_id: i64) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("select min(not_before) from jobs where state = 'queued' and account_id = ?1")
-            .bind(account_id)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "select min(not_before) from jobs where account_id = ?1 and state = 'queued' and outcome is null",
+        )
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Finished jobs of an account that X said were followed, for `verify`: (job id, kind, target).
@@ -181,47 +176,100 @@ async fn insert_jobs_in(conn: &mut SqliteConnection, import_id: i64, jobs: &[New
     let now = now_ms();
     let mut added = 0;
     for chunk in jobs.chunks(INSERT_BATCH) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "insert into jobs (account_id, target_kind, target_key, target, notify, import_id, created_at) ",
-        );
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("insert into jobs (account_id, target_kind, target, notify, import_id, created_at) ");
         qb.push_values(chunk, |mut b, j| {
             b.push_bind(j.account_id)
                 .push_bind(j.kind.as_str())
-                .push_bind(j.key())
                 .push_bind(j.target.clone())
                 .push_bind(j.notify as i64)
                 .push_bind(import_id)
                 .push_bind(now);
         });
-        qb.push(" on conflict (account_id, target_kind, target_key) do nothing");
+        qb.push(" on conflict do nothing");
         added += qb.build().execute(&mut *conn).await?.rows_affected();
     }
     Ok(added)
 }
 
-/// An import that writes nothing: everything happens in a transaction that is rolled back, so
-/// its counts (added, already queued) are exact.
-pub struct DryRun {
-    tx: Transaction<'static, Sqlite>,
+/// Rows per commit during an import. Each commit writes every page it touched to the WAL; the
+/// unique index's pages are touched by almost every batch, so committing rarely is what keeps a
+/// large import close to SQLite's own `.import`. A crash loses at most this many rows' work, and
+/// the import is simply run again (ON CONFLICT makes that safe).
+pub const COMMIT_EVERY: usize = 100_000;
+
+/// One import's writes (see [`Store::import_session`]).
+pub struct ImportSession {
+    pool: sqlx::SqlitePool,
+    tx: Option<Transaction<'static, Sqlite>>,
+    dry_run: bool,
+    pending: usize,
 }
 
-impl DryRun {
-    /// A throwaway import row.
-    pub async fn begin_import(&mut self, source: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("insert into imports (source, started_at) values (?1, ?2) returning id")
-            .bind(source)
-            .bind(now_ms())
-            .fetch_one(&mut *self.tx)
-            .await?)
+impl ImportSession {
+    fn tx(&mut self) -> &mut Transaction<'static, Sqlite> {
+        // Always Some between calls: every method that takes it puts a new one back.
+        self.tx.as_mut().expect("an import session always holds a transaction")
     }
 
-    /// As [`Store::insert_jobs`], inside the throwaway transaction.
+    /// The import's row (thrown away with a dry run).
+    pub async fn begin_import(&mut self, source: &str, content_hash: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "insert into imports (source, content_hash, started_at) values (?1, ?2, ?3) returning id",
+        )
+        .bind(source)
+        .bind(content_hash)
+        .bind(now_ms())
+        .fetch_one(&mut **self.tx())
+        .await?)
+    }
+
+    /// Inserts a batch; returns how many were new.
     pub async fn insert_jobs(&mut self, import_id: i64, jobs: &[NewJob]) -> Result<u64, StoreError> {
-        insert_jobs_in(&mut self.tx, import_id, jobs).await
+        let added = insert_jobs_in(self.tx(), import_id, jobs).await?;
+        self.pending += jobs.len();
+        if !self.dry_run && self.pending >= COMMIT_EVERY {
+            self.commit_and_continue().await?;
+        }
+        Ok(added)
     }
 
-    /// Undoes everything.
-    pub async fn rollback(self) -> Result<(), StoreError> {
-        Ok(self.tx.rollback().await?)
+    async fn commit_and_continue(&mut self) -> Result<(), StoreError> {
+        if let Some(tx) = self.tx.take() {
+            tx.commit().await?;
+        }
+        self.tx = Some(self.pool.begin().await?);
+        self.pending = 0;
+        Ok(())
+    }
+
+    /// Records the import's counts and commits (a dry run rolls everything back instead).
+    pub async fn finish(mut self, import_id: i64, s: &crate::ingest::Summary) -> Result<(), StoreError> {
+        let Some(mut tx) = self.tx.take() else { return Ok(()) };
+        if self.dry_run {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        sqlx::query(
+            "update imports set finished_at = ?2, rows_read = ?3, added = ?4, duplicates = ?5, rejected = ?6 where id = ?1",
+        )
+        .bind(import_id)
+        .bind(now_ms())
+        .bind(s.rows_read as i64)
+        .bind(s.added as i64)
+        .bind(s.duplicates as i64)
+        .bind(s.rejected as i64)
+        .execute(&mut *tx)
+        .await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// Keeps what was inserted but leaves the import unfinished (the file failed part-way).
+    pub async fn abandon(mut self) -> Result<(), StoreError> {
+        match self.tx.take() {
+            Some(tx) if !self.dry_run => Ok(tx.commit().await?),
+            Some(tx) => Ok(tx.rollback().await?),
+            None => Ok(()),
+        }
     }
 }

@@ -200,7 +200,7 @@ impl Store {
         }
         let job: Option<(i64, String, String, i64, i64)> = sqlx::query_as(
             "select id, target_kind, target, notify, failures from jobs
-             where account_id = ?1 and state = 'queued' and not_before <= ?2
+             where account_id = ?1 and state = 'queued' and outcome is null and not_before <= ?2
              order by id limit 1",
         )
         .bind(account_id)

@@ -6,7 +6,7 @@ mod jobs;
 mod ledger;
 
 pub use imports::ImportRow;
-pub use jobs::{CountRow, DryRun, ExportRow, INSERT_BATCH, NewJob, TargetKind};
+pub use jobs::{COMMIT_EVERY, CountRow, ExportRow, INSERT_BATCH, ImportSession, NewJob, TargetKind};
 pub use ledger::{AttemptRow, Claim, ClaimResult, Record, RecordAccount, RecordJob, Recovered};
 
 use std::collections::HashMap;
@@ -66,7 +66,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            .pragma("cache_size", "-16384")
+            .pragma("cache_size", "-8192")
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

@@ -90,6 +90,8 @@ pub struct Scheduler {
     /// The serve counter behind [`Account::served`].
     turn: u64,
     rng: StdRng,
+    /// The newest attempt id this mirror includes: the watermark the ledger checks it against.
+    pub known_max_id: i64,
 }
 
 impl Scheduler {
@@ -103,6 +105,7 @@ impl Scheduler {
             app_last: None,
             app_gap: limits.app_spacing(),
             turn: 0,
+            known_max_id: 0,
             rng: StdRng::seed_from_u64(seed),
         }
     }
@@ -180,6 +183,19 @@ impl Scheduler {
             Pace::Spread => self.rng.random_range(0.0..JITTER),
             Pace::Asap => 0.0,
         }
+    }
+
+    /// How many requests account `i` may send at `now` in one go, at most `max`: in `asap`
+    /// mode as many as both windows have room for; in `spread` mode one.
+    pub fn burst(&self, i: usize, now: i64, max: usize) -> usize {
+        let a = &self.accounts[i];
+        let room_user = (self.limits.per_user as usize).saturating_sub(self.used(i, now));
+        let room_app = (self.limits.per_app as usize).saturating_sub(self.app_used(now));
+        let cap = match self.limits.pace {
+            Pace::Spread => 1,
+            Pace::Asap => max,
+        };
+        cap.min(room_user).min(room_app).min(a.queued.max(0) as usize).max(1)
     }
 
     /// Drops sends that left the window.

@@ -5,11 +5,10 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -18,7 +17,7 @@ use crate::api::{self, Client};
 use crate::config::{Account, Settings};
 use crate::ingest::{self, Accounts, Input};
 use crate::schedule::{Decision, Limits, Scheduler};
-use crate::store::{Claim, ClaimResult, Record, RecordAccount, RecordJob, Store, now_ms};
+use crate::store::{Claim, ClaimResult, Record, RecordAccount, RecordJob, Store, WindowView, now_ms};
 
 /// How long the dispatcher sleeps at most before it looks at the clock again: deadlines are
 /// re-checked after every wake, so a laptop that slept through the night resumes correctly.
@@ -40,6 +39,9 @@ pub async fn load_scheduler(store: &Store, settings: &Settings, now: i64, seed: 
         pace: settings.limits.pace,
     };
     let mut s = Scheduler::new(limits, seed);
+    // The watermark first: sends another process adds after it make the next claim count the
+    // ledger itself, never trust a mirror that missed them.
+    s.known_max_id = store.max_attempt_id().await?;
     for a in store.accounts().await? {
         let stopped = if !a.stopped_reason.is_empty() {
             Some(a.stopped_reason.clone())
@@ -117,11 +119,30 @@ pub struct Options {
     pub seed: u64,
 }
 
-/// A finished request: the account's index and what was recorded.
+/// An answered request: the record to write, and what it means.
 struct Done {
-    index: usize,
     record: Record,
     verdict: Verdict,
+}
+
+/// Answers written per transaction at most (9 bound values each).
+const RECORD_BATCH: usize = 256;
+
+/// The dispatcher: the only writer of the ledger during a run. Requests go out on their own
+/// tasks and send their answers back; the dispatcher records them in batches (phase 2) and
+/// claims new work (phase 1), so the two never contend for SQLite's write lock, and an answer
+/// is in the scheduler the moment it is in the database.
+struct Dispatcher<'a> {
+    store: &'a Store,
+    settings: &'a Settings,
+    client: &'a Client,
+    sched: Scheduler,
+    outcomes: HashMap<i64, HashMap<&'static str, i64>>,
+    accounts: HashMap<i64, Account>,
+    in_flight: usize,
+    answers_tx: mpsc::UnboundedSender<Done>,
+    answers: mpsc::UnboundedReceiver<Done>,
+    pending: Vec<Done>,
 }
 
 /// Works the queue off until it is empty, stopped, or blocked.
@@ -141,139 +162,193 @@ pub async fn run(
             "requests left without an answer by an earlier run: counted against the budget, their jobs queued again"
         );
     }
-    let mut sched = load_scheduler(store, settings, now_ms(), opts.seed).await?;
-    let mut outcomes: HashMap<i64, HashMap<&'static str, i64>> = HashMap::new();
-    let mut tasks: JoinSet<Done> = JoinSet::new();
-    let accounts: Arc<HashMap<i64, Account>> =
-        Arc::new(sched.accounts.iter().filter_map(|a| settings.account(&a.name).map(|c| (a.id, c.clone()))).collect());
-    let mut next_watch = tokio::time::Instant::now();
-    let mut ending = None;
+    let sched = load_scheduler(store, settings, now_ms(), opts.seed).await?;
+    let accounts = sched.accounts.iter().filter_map(|a| settings.account(&a.name).map(|c| (a.id, c.clone()))).collect();
+    let (answers_tx, answers) = mpsc::unbounded_channel();
+    let mut d = Dispatcher {
+        store,
+        settings,
+        client,
+        sched,
+        outcomes: HashMap::new(),
+        accounts,
+        in_flight: 0,
+        answers_tx,
+        answers,
+        pending: Vec::new(),
+    };
+    let ending = d.work(&shutdown, &opts, observer).await;
+    // Stop sending; let the requests that are out come back and be recorded. reqwest's timeout
+    // bounds each; one that truly never returns stays "unknown" for the next start.
+    let grace = tokio::time::Instant::now() + settings.api.timeout + Duration::from_secs(2);
+    while d.in_flight > d.pending.len() {
+        match tokio::time::timeout_at(grace, d.answers.recv()).await {
+            Ok(Some(done)) => d.pending.push(done),
+            _ => break,
+        }
+    }
+    let last = d.flush().await;
+    observer.update(&d.sched, &d.outcomes, now_ms());
+    let ending = ending?;
+    last?;
+    Ok(ending)
+}
 
-    while ending.is_none() {
-        // Answers that came back: into the scheduler.
-        while let Some(joined) = tasks.try_join_next() {
-            let done = joined?;
-            if let Some(e) = absorb(&mut sched, &mut outcomes, done, client) {
-                ending = Some(e);
+impl Dispatcher<'_> {
+    /// The main loop: record answers, then send what the scheduler allows, then sleep.
+    async fn work(
+        &mut self,
+        shutdown: &CancellationToken,
+        opts: &Options,
+        observer: &mut dyn Observer,
+    ) -> anyhow::Result<Ending> {
+        let mut next_watch = tokio::time::Instant::now();
+        loop {
+            while let Ok(done) = self.answers.try_recv() {
+                self.pending.push(done);
+            }
+            if let Some(e) = self.flush().await? {
+                return Ok(e);
+            }
+            let now = now_ms();
+            observer.update(&self.sched, &self.outcomes, now);
+            if shutdown.is_cancelled() || opts.deadline.is_some_and(|d| now >= d) {
+                return Ok(Ending::Stopped);
+            }
+            if opts.watch && tokio::time::Instant::now() >= next_watch {
+                next_watch = tokio::time::Instant::now() + WATCH_EVERY;
+                if watch_inbox(self.store, self.settings, &mut self.sched).await? {
+                    continue;
+                }
+            }
+            let idle = self.in_flight == 0 && !opts.watch;
+            let wake = match self.sched.decide(now) {
+                Decision::Send(i) if self.in_flight < self.settings.run.concurrency => {
+                    self.dispatch(i, now).await?;
+                    continue;
+                }
+                Decision::Send(_) => None,
+                Decision::Wait(t) => Some(t),
+                Decision::Idle if idle => return Ok(Ending::Finished),
+                Decision::Blocked if idle => return Ok(Ending::Blocked),
+                Decision::Idle | Decision::Blocked => None,
+            };
+            let mut nap = wake.map_or(MAX_NAP, |t| Duration::from_millis((t - now).max(1) as u64).min(MAX_NAP));
+            if let Some(d) = opts.deadline {
+                nap = nap.min(Duration::from_millis((d - now).max(1) as u64));
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(nap) => {}
+                Some(done) = self.answers.recv(), if self.in_flight > 0 => self.pending.push(done),
             }
         }
-        let now = now_ms();
-        observer.update(&sched, &outcomes, now);
-        if ending.is_some() {
-            break;
-        }
-        if shutdown.is_cancelled() || opts.deadline.is_some_and(|d| now >= d) {
-            ending = Some(Ending::Stopped);
-            break;
-        }
-        if opts.watch && tokio::time::Instant::now() >= next_watch {
-            next_watch = tokio::time::Instant::now() + WATCH_EVERY;
-            if watch_inbox(store, settings, &mut sched).await? {
-                continue;
-            }
-        }
-        let decision = sched.decide(now);
-        let wake = match decision {
-            Decision::Send(i) if tasks.len() < settings.run.concurrency => {
-                dispatch(store, settings, client, &accounts, &mut sched, &mut tasks, i, now).await?;
-                continue;
-            }
-            Decision::Send(_) => None,
-            Decision::Wait(t) => Some(t),
-            Decision::Idle if tasks.is_empty() && !opts.watch => {
-                ending = Some(Ending::Finished);
-                break;
-            }
-            Decision::Blocked if tasks.is_empty() && !opts.watch => {
-                ending = Some(Ending::Blocked);
-                break;
-            }
-            Decision::Idle | Decision::Blocked => None,
-        };
-        let mut nap = wake.map_or(MAX_NAP, |t| Duration::from_millis((t - now).max(1) as u64).min(MAX_NAP));
-        if let Some(d) = opts.deadline {
-            nap = nap.min(Duration::from_millis((d - now).max(1) as u64));
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(nap) => {}
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                let done = joined?;
-                if let Some(e) = absorb(&mut sched, &mut outcomes, done, client) {
+    }
+
+    /// Records the answers that came back (phase 2, in batches), then applies them to the
+    /// scheduler. Returns an ending if one of them stops the run.
+    async fn flush(&mut self) -> anyhow::Result<Option<Ending>> {
+        let mut ending = None;
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(RECORD_BATCH);
+            let batch: Vec<Done> = self.pending.drain(..n).collect();
+            let records: Vec<Record> = batch.iter().map(|d| d.record.clone()).collect();
+            let written = self.store.record_batch(&records).await?;
+            debug!(answers = records.len(), "recorded");
+            self.in_flight -= batch.len();
+            for (done, ok) in batch.into_iter().zip(written) {
+                if !ok {
+                    warn!(
+                        attempt_id = done.record.attempt_id,
+                        "an answer for an attempt that already had one was ignored"
+                    );
+                    continue;
+                }
+                if let Some(e) = absorb(&mut self.sched, &mut self.outcomes, done, self.client) {
                     ending = Some(e);
                 }
             }
         }
+        Ok(ending)
     }
-    // Stop sending; let the requests that are out come back and be recorded. reqwest's timeout
-    // bounds each; one that truly never returns stays "unknown" for the next start.
-    let grace = settings.api.timeout + Duration::from_secs(2);
-    let _ = tokio::time::timeout(grace, async {
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok(done) = joined {
-                absorb(&mut sched, &mut outcomes, done, client);
+
+    /// Phase 1 for account `i` (as many jobs as it may send now), then each request on its own
+    /// task.
+    async fn dispatch(&mut self, i: usize, now: i64) -> anyhow::Result<()> {
+        let (store, settings, sched) = (self.store, self.settings, &mut self.sched);
+        let id = sched.accounts[i].id;
+        let view = WindowView {
+            start: now - sched.limits.window_ms,
+            per_user: settings.limits.per_user,
+            per_app: settings.limits.per_app,
+            known_max_id: sched.known_max_id,
+            user_used: sched.used(i, now),
+            app_used: sched.app_used(now),
+        };
+        let want = sched.burst(i, now, settings.run.concurrency.saturating_sub(self.in_flight));
+        match store.claim(id, now, view, want).await? {
+            ClaimResult::Claimed { claims, foreign } => {
+                debug!(account = id, claimed = claims.len(), want, "claimed");
+                let account = self
+                    .accounts
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("account {id} has no credentials"))?;
+                for claim in claims {
+                    sched.record_send(i, now);
+                    sched.accounts[i].queued -= 1;
+                    sched.known_max_id = sched.known_max_id.max(claim.attempt_id);
+                    let ctx = TaskCtx {
+                        client: self.client.clone(),
+                        retry: settings.retry.clone(),
+                        cooldown_ms: (settings.limits.window.as_millis() as f64 * COOLDOWN_SHARE) as i64,
+                        pace_factor: sched.accounts[i].pace_factor,
+                        window_frees: sched.oldest_send(i).map_or(now, |t| t + sched.limits.window_ms),
+                    };
+                    debug!(account = %account.name, job_id = claim.job_id, attempt_id = claim.attempt_id, "sending");
+                    let (account, tx) = (account.clone(), self.answers_tx.clone());
+                    self.in_flight += 1;
+                    tokio::spawn(async move {
+                        let done = ctx.attempt(account, claim).await;
+                        // The dispatcher outlives every request it sent; if it is gone the
+                        // process is ending and the attempt stays "unknown" for the next start.
+                        let _ = tx.send(done);
+                    });
+                }
+                if foreign {
+                    // Another process wrote to the ledger: take its view before deciding again.
+                    warn!("the ledger has requests this run did not send (another process?): reloading it");
+                    reload(store, settings, now, sched).await?;
+                }
+            }
+            ClaimResult::NoJob => {
+                sched.accounts[i].ready_at = store.next_ready_at(id).await?;
+                if sched.accounts[i].ready_at.is_none() {
+                    sched.accounts[i].queued = 0;
+                }
+            }
+            // An answer recorded a pause or stop that this loop has not absorbed yet.
+            ClaimResult::Paused { until, reason } => {
+                sched.accounts[i].paused_until = until;
+                sched.accounts[i].pause_reason = reason;
+            }
+            ClaimResult::Stopped(reason) => sched.accounts[i].stopped = Some(reason),
+            ClaimResult::UserFull | ClaimResult::AppFull => {
+                // The ledger knows sends this process did not make (another process, or a clock
+                // step): take its view and decide again.
+                warn!(account = %sched.accounts[i].name, "the ledger's window is fuller than expected; reloading it");
+                reload(store, settings, now, sched).await?;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-    })
-    .await;
-    observer.update(&sched, &outcomes, now_ms());
-    Ok(ending.unwrap_or(Ending::Stopped))
+        Ok(())
+    }
 }
 
-/// Phase 1 for account `i`, then the request on its own task.
-#[allow(clippy::too_many_arguments)]
-async fn dispatch(
-    store: &Store,
-    settings: &Settings,
-    client: &Client,
-    accounts: &Arc<HashMap<i64, Account>>,
-    sched: &mut Scheduler,
-    tasks: &mut JoinSet<Done>,
-    i: usize,
-    now: i64,
-) -> anyhow::Result<()> {
-    let id = sched.accounts[i].id;
-    let window_start = now - sched.limits.window_ms;
-    match store.claim(id, now, window_start, settings.limits.per_user, settings.limits.per_app).await? {
-        ClaimResult::Claimed(claim) => {
-            sched.record_send(i, now);
-            sched.accounts[i].queued -= 1;
-            let account =
-                accounts.get(&id).cloned().ok_or_else(|| anyhow::anyhow!("account {id} has no credentials"))?;
-            let window_frees = sched.oldest_send(i).map_or(now, |t| t + sched.limits.window_ms);
-            let ctx = TaskCtx {
-                store: store.clone(),
-                client: client.clone(),
-                retry: settings.retry.clone(),
-                cooldown_ms: (settings.limits.window.as_millis() as f64 * COOLDOWN_SHARE) as i64,
-                pace_factor: sched.accounts[i].pace_factor,
-                window_frees,
-            };
-            debug!(account = %account.name, job_id = claim.job_id, attempt_id = claim.attempt_id, "sending");
-            tasks.spawn(async move { ctx.attempt(i, account, claim).await });
-        }
-        ClaimResult::NoJob => {
-            sched.accounts[i].ready_at = store.next_ready_at(id).await?;
-            if sched.accounts[i].ready_at.is_none() {
-                sched.accounts[i].queued = 0;
-            }
-        }
-        // An answer recorded a pause or stop that this loop has not absorbed yet.
-        ClaimResult::Paused { until, reason } => {
-            sched.accounts[i].paused_until = until;
-            sched.accounts[i].pause_reason = reason;
-        }
-        ClaimResult::Stopped(reason) => sched.accounts[i].stopped = Some(reason),
-        ClaimResult::UserFull | ClaimResult::AppFull => {
-            // The ledger knows sends this process did not make (another process, or a clock
-            // step): take its view and decide again.
-            warn!(account = %sched.accounts[i].name, "the ledger's window is fuller than expected; reloading it");
-            let seed = rand::rng().random();
-            let fresh = load_scheduler(store, settings, now, seed).await?;
-            *sched = fresh;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+/// Replaces the mirror with the ledger's view (after another process wrote to it).
+async fn reload(store: &Store, settings: &Settings, now: i64, sched: &mut Scheduler) -> anyhow::Result<()> {
+    let fresh = load_scheduler(store, settings, now, rand::rng().random()).await?;
+    *sched = fresh;
     Ok(())
 }
 
@@ -284,7 +359,9 @@ fn absorb(
     done: Done,
     client: &Client,
 ) -> Option<Ending> {
-    let a = &mut sched.accounts[done.index];
+    // By id, not by the index at dispatch time: a reload in between may have rebuilt the list.
+    let i = sched.index_of(done.record.account_id)?;
+    let a = &mut sched.accounts[i];
     match &done.record.job {
         RecordJob::Done(o) => {
             *outcomes.entry(a.id).or_default().entry(o).or_default() += 1;
@@ -322,7 +399,6 @@ fn absorb(
 
 /// What a request task needs.
 struct TaskCtx {
-    store: Store,
     client: Client,
     retry: crate::config::RetrySettings,
     cooldown_ms: i64,
@@ -332,16 +408,11 @@ struct TaskCtx {
 }
 
 impl TaskCtx {
-    /// Sends one request and records its answer (phase 2).
-    async fn attempt(self, index: usize, account: Account, claim: Claim) -> Done {
+    /// Sends one request and works out what its answer means; the dispatcher records it.
+    async fn attempt(self, account: Account, claim: Claim) -> Done {
         let result = self.client.follow(&account, claim.kind, &claim.target, claim.notify).await;
         let (verdict, record) = self.decide(&claim, result);
-        if let Err(e) = self.store.record(&record).await {
-            // The attempt stays without an answer: the next start counts it as unknown and
-            // sends the job again. Nothing is lost; at most one request is repeated.
-            warn!(job_id = claim.job_id, attempt_id = claim.attempt_id, error = %e, "could not record an answer");
-        }
-        Done { index, record, verdict }
+        Done { record, verdict }
     }
 
     /// The record for an answer (or a transport failure).

@@ -2,6 +2,8 @@
 //! it is sent (phase 1, [`Store::claim`]); its answer is written after (phase 2, [`Store::record`]),
 //! guarded by the attempt id. "Used in the window" is always a count over this table.
 
+use sqlx::{QueryBuilder, Sqlite};
+
 use super::{Store, StoreError, TargetKind, now_ms};
 
 /// A job claimed for one request: the attempt row exists and counts against both budgets.
@@ -21,7 +23,9 @@ pub struct Claim {
 /// What [`Store::claim`] found.
 #[derive(Debug)]
 pub enum ClaimResult {
-    Claimed(Claim),
+    /// Jobs claimed, each with its attempt row. `foreign` is true when the ledger held attempts
+    /// the caller's mirror did not know of (another process): the caller should reload it.
+    Claimed { claims: Vec<Claim>, foreign: bool },
     /// The account's window is full in the ledger.
     UserFull,
     /// The app's window is full in the ledger.
@@ -29,12 +33,24 @@ pub enum ClaimResult {
     /// The account has no job that may be sent now.
     NoJob,
     /// The account is paused until this time (recorded by an answer the caller has not seen yet).
-    Paused {
-        until: i64,
-        reason: String,
-    },
+    Paused { until: i64, reason: String },
     /// The account is stopped.
     Stopped(String),
+}
+
+/// The window as the caller's mirror of the ledger sees it, for [`Store::claim`].
+#[derive(Debug, Clone, Copy)]
+pub struct WindowView {
+    /// `now - window`: attempts sent after this count.
+    pub start: i64,
+    pub per_user: u32,
+    pub per_app: u32,
+    /// The newest attempt id the mirror includes, and the counts it gives for the account and
+    /// the app. Used only when the ledger's newest id is this one: then nobody else has written
+    /// to the ledger and the mirror is exact; otherwise the ledger is counted.
+    pub known_max_id: i64,
+    pub user_used: usize,
+    pub app_used: usize,
 }
 
 /// What happens to the job after an answer.
@@ -152,175 +168,217 @@ impl Store {
         Ok(n)
     }
 
+    /// The newest attempt id (0 for an empty ledger): the mirror's starting watermark.
+    pub async fn max_attempt_id(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("select coalesce(max(id), 0) from attempts").fetch_one(&self.pool).await?)
+    }
+
     /// Phase 1, one write transaction: check the account is neither paused nor stopped, check
-    /// both budgets in the ledger, pick the account's next job, insert its attempt and mark it in
-    /// flight. `window_start` is `now - window` (with
-    /// margin). A budget is never consumed unless both have room.
+    /// both budgets against the ledger, take up to `want` of the account's next jobs (fewer if
+    /// either window has less room), insert their attempts and mark them in flight. A budget is
+    /// never consumed unless both have room.
     pub async fn claim(
         &self,
         account_id: i64,
         now: i64,
-        window_start: i64,
-        per_user: u32,
-        per_app: u32,
+        w: WindowView,
+        want: usize,
     ) -> Result<ClaimResult, StoreError> {
         // IMMEDIATE takes the write lock up front, so two processes cannot both read "room left"
         // and both insert.
         let mut tx = self.pool.begin_with("begin immediate").await?;
-        let (paused_until, pause_reason, stopped): (i64, String, String) =
-            sqlx::query_as("select paused_until, pause_reason, stopped_reason from accounts where id = ?1")
-                .bind(account_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        // One look at the account (paused? stopped?) and at the ledger's newest id: the same id
+        // as the mirror's means the mirror's counts are the ledger's counts (every attempt is
+        // inserted through here and mirrored at once).
+        let (paused_until, pause_reason, stopped, max_id): (i64, String, String, i64) = sqlx::query_as(
+            "select paused_until, pause_reason, stopped_reason, (select coalesce(max(id), 0) from attempts)
+             from accounts where id = ?1",
+        )
+        .bind(account_id)
+        .fetch_one(&mut *tx)
+        .await?;
         if !stopped.is_empty() {
             return Ok(ClaimResult::Stopped(stopped));
         }
         if paused_until > now {
             return Ok(ClaimResult::Paused { until: paused_until, reason: pause_reason });
         }
-        let used_user: i64 = sqlx::query_scalar(
-            "select count(*) from (select 1 from attempts where account_id = ?1 and sent_at > ?2 limit ?3)",
-        )
-        .bind(account_id)
-        .bind(window_start)
-        .bind(per_user as i64)
-        .fetch_one(&mut *tx)
-        .await?;
-        if used_user >= per_user as i64 {
+        let foreign = max_id != w.known_max_id;
+        let (used_user, used_app) = if foreign {
+            let user: i64 = sqlx::query_scalar(
+                "select count(*) from (select 1 from attempts where account_id = ?1 and sent_at > ?2 limit ?3)",
+            )
+            .bind(account_id)
+            .bind(w.start)
+            .bind(w.per_user as i64)
+            .fetch_one(&mut *tx)
+            .await?;
+            let app: i64 =
+                sqlx::query_scalar("select count(*) from (select 1 from attempts where sent_at > ?1 limit ?2)")
+                    .bind(w.start)
+                    .bind(w.per_app as i64)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            (user as usize, app as usize)
+        } else {
+            (w.user_used, w.app_used)
+        };
+        if used_user >= w.per_user as usize {
             return Ok(ClaimResult::UserFull);
         }
-        let used_app: i64 =
-            sqlx::query_scalar("select count(*) from (select 1 from attempts where sent_at > ?1 limit ?2)")
-                .bind(window_start)
-                .bind(per_app as i64)
-                .fetch_one(&mut *tx)
-                .await?;
-        if used_app >= per_app as i64 {
+        if used_app >= w.per_app as usize {
             return Ok(ClaimResult::AppFull);
         }
-        let job: Option<(i64, String, String, i64, i64)> = sqlx::query_as(
-            "select id, target_kind, target, notify, failures from jobs
+        let room = (w.per_user as usize - used_user).min(w.per_app as usize - used_app).min(want.max(1));
+        // The attempts first, for the account's next jobs in import order...
+        let inserted = sqlx::query(
+            "insert into attempts (job_id, account_id, sent_at)
+             select id, account_id, ?2 from jobs
              where account_id = ?1 and state = 'queued' and outcome is null and not_before <= ?2
-             order by id limit 1",
+             order by id limit ?3",
         )
         .bind(account_id)
         .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((job_id, kind, target, notify, failures)) = job else {
-            return Ok(ClaimResult::NoJob);
-        };
-        let attempt_id: i64 =
-            sqlx::query_scalar("insert into attempts (job_id, account_id, sent_at) values (?1, ?2, ?3) returning id")
-                .bind(job_id)
-                .bind(account_id)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-        sqlx::query("update jobs set state = 'in_flight', attempts = attempts + 1, attempt_id = ?2 where id = ?1")
-            .bind(job_id)
-            .bind(attempt_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(ClaimResult::Claimed(Claim {
-            attempt_id,
-            job_id,
-            account_id,
-            kind: TargetKind::parse(&kind),
-            target,
-            notify: notify != 0,
-            sent_at: now,
-            failures,
-        }))
-    }
-
-    /// Phase 2, one transaction: the answer on the attempt, the job's next state, the account's
-    /// pause or stop. Guarded by the attempt id: a late or repeated write changes nothing and
-    /// returns [`StoreError::Stale`].
-    pub async fn record(&self, r: &Record) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("begin immediate").await?;
-        // Taken under the write lock: finished_at is when the answer became known to every
-        // claim, not when this task started waiting for a connection.
-        let now = now_ms();
-        let changed = sqlx::query(
-            "update attempts set finished_at = ?2, result = ?3, http_status = ?4, error_code = ?5,
-                    message = ?6, body = ?7, rl_limit = ?8, rl_remaining = ?9, rl_reset = ?10
-             where id = ?1 and finished_at is null",
-        )
-        .bind(r.attempt_id)
-        .bind(now)
-        .bind(r.result)
-        .bind(r.http_status)
-        .bind(r.error_code)
-        .bind(&r.message)
-        .bind(&r.body)
-        .bind(r.rl_limit)
-        .bind(r.rl_remaining)
-        .bind(r.rl_reset)
+        .bind(room as i64)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if changed != 1 {
-            return Err(StoreError::Stale(format!("attempt {} already has an outcome", r.attempt_id)));
+        if inserted == 0 {
+            return Ok(ClaimResult::NoJob);
         }
-        let job_sql = match r.job {
-            RecordJob::Done(_) => {
-                "update jobs set state = 'done', outcome = ?3, finished_at = ?4, attempt_id = null,
-                        failures = failures + ?6, last_status = ?7, last_code = ?8, last_message = ?9
-                 where id = ?1 and attempt_id = ?2"
-            }
-            RecordJob::Requeue { .. } => {
-                "update jobs set state = 'queued', not_before = ?5, attempt_id = null,
-                        failures = failures + ?6, last_status = ?7, last_code = ?8, last_message = ?9
-                 where id = ?1 and attempt_id = ?2"
-            }
-        };
-        let (outcome, not_before, failure) = match r.job {
-            RecordJob::Done(o) => (Some(o), 0, o == "failed"),
-            RecordJob::Requeue { not_before, failure } => (None, not_before, failure),
-        };
-        let changed = sqlx::query(job_sql)
-            .bind(r.job_id)
-            .bind(r.attempt_id)
-            .bind(outcome)
-            .bind(now)
-            .bind(not_before)
-            .bind(failure as i64)
-            .bind(r.http_status)
-            .bind(r.error_code)
-            .bind(&r.message)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if changed != 1 {
-            return Err(StoreError::Stale(format!("job {} is no longer on attempt {}", r.job_id, r.attempt_id)));
+        // ...then their jobs in flight, on those attempts (the ones newer than the watermark
+        // read above, in this same transaction).
+        let rows: Vec<(i64, String, String, i64, i64, i64)> = sqlx::query_as(
+            "update jobs set state = 'in_flight', attempts = attempts + 1, attempt_id = a.id
+             from attempts a
+             where a.id > ?1 and a.job_id = jobs.id
+             returning id, target_kind, target, notify, failures, attempt_id",
+        )
+        .bind(max_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut claims: Vec<Claim> = rows
+            .into_iter()
+            .map(|(job_id, kind, target, notify, failures, attempt_id)| Claim {
+                attempt_id,
+                job_id,
+                account_id,
+                kind: TargetKind::parse(&kind),
+                target,
+                notify: notify != 0,
+                sent_at: now,
+                failures,
+            })
+            .collect();
+        claims.sort_by_key(|c| c.attempt_id);
+        Ok(ClaimResult::Claimed { claims, foreign })
+    }
+
+    /// Phase 2 for one answer (see [`Store::record_batch`]); a stale write is an error.
+    pub async fn record(&self, r: &Record) -> Result<(), StoreError> {
+        match self.record_batch(std::slice::from_ref(r)).await?.first() {
+            Some(true) => Ok(()),
+            _ => Err(StoreError::Stale(format!("attempt {} already has an outcome", r.attempt_id))),
         }
-        match &r.account {
-            None => {}
-            Some(RecordAccount::Pause { until, reason, pace_factor }) => {
-                sqlx::query(
-                    "update accounts set paused_until = max(paused_until, ?2), pause_reason = ?3,
-                            pace_factor = coalesce(?4, pace_factor)
-                     where id = ?1",
-                )
-                .bind(r.account_id)
-                .bind(until)
-                .bind(reason)
-                .bind(pace_factor)
-                .execute(&mut *tx)
-                .await?;
+    }
+
+    /// Phase 2 for many answers, in one transaction: each answer on its attempt, each job's next
+    /// state, any account's pause or stop. Guarded by the attempt id: an attempt that already
+    /// has an answer (a late or repeated write) changes nothing, and its entry in the result is
+    /// `false`.
+    pub async fn record_batch(&self, records: &[Record]) -> Result<Vec<bool>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        // Taken under the write lock: finished_at is when the answers became known to every
+        // claim, not when they started waiting.
+        let now = now_ms();
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("update attempts set finished_at = ");
+        qb.push_bind(now);
+        qb.push(
+            ", result = v.column2, http_status = v.column3, error_code = v.column4, message = v.column5,
+               body = v.column6, rl_limit = v.column7, rl_remaining = v.column8, rl_reset = v.column9
+             from (",
+        );
+        qb.push_values(records, |mut b, r| {
+            b.push_bind(r.attempt_id)
+                .push_bind(r.result)
+                .push_bind(r.http_status)
+                .push_bind(r.error_code)
+                .push_bind(r.message.clone())
+                .push_bind(r.body.clone())
+                .push_bind(r.rl_limit)
+                .push_bind(r.rl_remaining)
+                .push_bind(r.rl_reset);
+        });
+        qb.push(") as v where attempts.id = v.column1 and attempts.finished_at is null returning attempts.id");
+        let fresh: std::collections::HashSet<i64> =
+            qb.build_query_scalar().fetch_all(&mut *tx).await?.into_iter().collect();
+        let live: Vec<&Record> = records.iter().filter(|r| fresh.contains(&r.attempt_id)).collect();
+        if !live.is_empty() {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "update jobs set state = v.column3, outcome = v.column4, not_before = v.column5,
+                        failures = failures + v.column6, last_status = v.column7, last_code = v.column8,
+                        last_message = v.column9, attempt_id = null,
+                        finished_at = case when v.column3 = 'done' then ",
+            );
+            qb.push_bind(now);
+            qb.push(" else finished_at end from (");
+            qb.push_values(&live, |mut b, r| {
+                let (state, outcome, not_before, failure) = match r.job {
+                    RecordJob::Done(o) => ("done", Some(o), 0, o == "failed"),
+                    RecordJob::Requeue { not_before, failure } => ("queued", None, not_before, failure),
+                };
+                b.push_bind(r.job_id)
+                    .push_bind(r.attempt_id)
+                    .push_bind(state)
+                    .push_bind(outcome)
+                    .push_bind(not_before)
+                    .push_bind(failure as i64)
+                    .push_bind(r.http_status)
+                    .push_bind(r.error_code)
+                    .push_bind(r.message.clone());
+            });
+            qb.push(") as v where jobs.id = v.column1 and jobs.attempt_id = v.column2");
+            let changed = qb.build().execute(&mut *tx).await?.rows_affected();
+            if changed != live.len() as u64 {
+                // An open attempt whose job is on another attempt: the ledger is inconsistent.
+                return Err(StoreError::Stale(format!(
+                    "{} of {} jobs were not on their attempt",
+                    live.len() as u64 - changed,
+                    live.len()
+                )));
             }
-            Some(RecordAccount::Stop { reason }) => {
-                sqlx::query("update accounts set stopped_reason = ?2 where id = ?1")
+        }
+        for r in &live {
+            match &r.account {
+                None => {}
+                Some(RecordAccount::Pause { until, reason, pace_factor }) => {
+                    sqlx::query(
+                        "update accounts set paused_until = max(paused_until, ?2), pause_reason = ?3,
+                                pace_factor = coalesce(?4, pace_factor)
+                         where id = ?1",
+                    )
                     .bind(r.account_id)
+                    .bind(until)
                     .bind(reason)
+                    .bind(pace_factor)
                     .execute(&mut *tx)
                     .await?;
+                }
+                Some(RecordAccount::Stop { reason }) => {
+                    sqlx::query("update accounts set stopped_reason = ?2 where id = ?1")
+                        .bind(r.account_id)
+                        .bind(reason)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(records.iter().map(|r| fresh.contains(&r.attempt_id)).collect())
     }
 
     /// Attempts still without an answer (in flight, or left by a crash before recovery).

@@ -7,7 +7,7 @@ mod ledger;
 
 pub use imports::ImportRow;
 pub use jobs::{COMMIT_EVERY, CountRow, ExportRow, INSERT_BATCH, ImportSession, NewJob, TargetKind};
-pub use ledger::{AttemptRow, Claim, ClaimResult, Record, RecordAccount, RecordJob, Recovered};
+pub use ledger::{AttemptRow, Claim, ClaimResult, Record, RecordAccount, RecordJob, Recovered, WindowView};
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,0 +1,502 @@
+//! followq's benchmarks (BENCHMARKS.md), each side by side with its baseline in one run.
+//!
+//!   cargo bench                  all four
+//!   cargo bench -- import        1. import vs sqlite3 .import, and peak RSS at 1M and 5M rows
+//!   cargo bench -- dispatch      2. followq vs a bare signed-request loop, limits lifted
+//!   cargo bench -- pacing        3. window use in both pace modes (about two minutes)
+//!   cargo bench -- scale         4. status and time to first request with 1M jobs, 1000 accounts
+//!
+//! Data is generated at run time in a temporary folder. FOLLOWQ_BENCH_RUNS sets the repeats
+//! (default 3); medians are reported.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use followq::api::Client;
+use followq::config::{Account, Pace, Secret, Settings};
+use followq::ingest::{self, Accounts, Input};
+use followq::sandbox::{Config, Sandbox};
+use followq::store::{Store, TargetKind, now_ms};
+use followq::worker::{self, Ending, Silent};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tokio_util::sync::CancellationToken;
+
+const BIN: &str = env!("CARGO_BIN_EXE_followq");
+
+fn runs() -> usize {
+    std::env::var("FOLLOWQ_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// User + system CPU seconds of this process so far (from /proc, in clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Runs a command under /usr/bin/time: (wall seconds, peak RSS in KiB).
+fn timed(cmd: &mut Command) -> (f64, u64) {
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("BENCH %e %M")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .current_dir(cmd.get_current_dir().unwrap_or(Path::new(".")))
+        .stdout(Stdio::null())
+        .output()
+        .expect("/usr/bin/time (Debian package 'time')");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.starts_with("BENCH ")).unwrap_or_else(|| panic!("no timing: {err}"));
+    let mut it = line.split_whitespace().skip(1);
+    (it.next().unwrap().parse().unwrap(), it.next().unwrap().parse().unwrap())
+}
+
+fn credentials(names: &[String]) -> (Settings, Config) {
+    let mut s = Settings::default();
+    s.app.consumer_key = "bench-ck".into();
+    s.app.consumer_secret = Secret::new("bench-cs");
+    s.accounts = names
+        .iter()
+        .map(|n| Account { name: n.clone(), token: format!("tok-{n}"), token_secret: Secret::new(format!("sec-{n}")) })
+        .collect();
+    let mut c = Config::default();
+    c.consumers.insert("bench-ck".into(), "bench-cs".into());
+    for a in &s.accounts {
+        c.tokens.insert(a.token.clone(), (a.token_secret.expose().to_string(), a.name.clone()));
+    }
+    (s, c)
+}
+
+fn config_toml(settings: &Settings, base_url: &str, limits: &str) -> String {
+    let mut t = format!(
+        "[api]\nbase_url = \"{base_url}\"\n[app]\nconsumer_key = \"{}\"\nconsumer_secret = \"{}\"\n{limits}\n",
+        settings.app.consumer_key,
+        settings.app.consumer_secret.expose()
+    );
+    for a in &settings.accounts {
+        let _ = write!(
+            t,
+            "[[accounts]]\nname = \"{}\"\ntoken = \"{}\"\ntoken_secret = \"{}\"\n",
+            a.name,
+            a.token,
+            a.token_secret.expose()
+        );
+    }
+    t
+}
+
+fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+// ---- 1. import ----
+
+/// A CSV of `n` rows over `accounts`, mixed forms, about 1 % duplicates.
+fn generate_csv(path: &Path, n: usize, accounts: &[String], seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(w, "account,screen_name,user_id").unwrap();
+    let mut recent: Vec<String> = Vec::with_capacity(1024);
+    for i in 0..n {
+        if !recent.is_empty() && rng.random_bool(0.01) {
+            let line = recent[rng.random_range(0..recent.len())].clone();
+            w.write_all(line.as_bytes()).unwrap();
+            continue;
+        }
+        let acc = &accounts[i % accounts.len()];
+        let line = match rng.random_range(0..100) {
+            0..40 => format!("{acc},u{i:x}_{},\n", rng.random_range(0..1000)),
+            40..60 => format!("{acc},@N{i:x},\n"),
+            60..75 => format!("{acc},https://x.com/h{i:x},\n"),
+            _ => format!("{acc},,{}\n", rng.random_range(1_000_000_000u64..1_000_000_000_000_000_000)),
+        };
+        w.write_all(line.as_bytes()).unwrap();
+        if recent.len() < 1024 {
+            recent.push(line);
+        } else {
+            let k = rng.random_range(0..1024);
+            recent[k] = line;
+        }
+    }
+}
+
+fn sqlite3_import(dir: &Path, csv: &Path) -> f64 {
+    let db = dir.join("baseline.db");
+    let _ = std::fs::remove_file(&db);
+    let script = format!(
+        "create table jobs (account text not null, screen_name text, user_id text);\n\
+         create unique index jobs_key on jobs(account, screen_name, user_id);\n\
+         .mode csv\n.import --skip 1 {} jobs\n",
+        csv.display()
+    );
+    let start = Instant::now();
+    let mut child = Command::new("sqlite3")
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sqlite3");
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child.wait().unwrap();
+    start.elapsed().as_secs_f64()
+}
+
+fn followq_import(dir: &Path, csv: &Path) -> (f64, u64) {
+    for f in ["followq.db", "followq.db-wal", "followq.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    timed(Command::new(BIN).current_dir(dir).arg("import").arg(csv))
+}
+
+fn bench_import(out: &mut String) {
+    let dir = tempfile::tempdir().unwrap();
+    let names = vec!["alice".to_string(), "bob".to_string()];
+    let (settings, _) = credentials(&names);
+    write_private(&dir.path().join("followq.toml"), &config_toml(&settings, "http://127.0.0.1:9", ""));
+    let csv1 = dir.path().join("1m.csv");
+    generate_csv(&csv1, 1_000_000, &names, 1);
+    let (mut fq, mut sq, mut rss1) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs() {
+        let (t, rss) = followq_import(dir.path(), &csv1);
+        fq.push(t);
+        rss1.push(rss as f64);
+        sq.push(sqlite3_import(dir.path(), &csv1));
+    }
+    let csv5 = dir.path().join("5m.csv");
+    generate_csv(&csv5, 5_000_000, &names, 5);
+    let (t5, rss5) = followq_import(dir.path(), &csv5);
+    let db_bytes = std::fs::metadata(dir.path().join("followq.db")).map(|m| m.len()).unwrap_or(0);
+    let (f, s) = (median(fq.clone()), median(sq.clone()));
+    let r1 = median(rss1) / 1024.0;
+    let r5 = rss5 as f64 / 1024.0;
+    let _ =
+        writeln!(out, "## 1. Import (1,000,000 rows, 2 accounts, mixed forms, ~1 % duplicates; {} runs)\n", fq.len());
+    let _ = writeln!(out, "| | median wall | runs |\n|---|---|---|");
+    let _ = writeln!(out, "| followq import | {f:.2} s | {} |", fmt_list(&fq));
+    let _ = writeln!(out, "| sqlite3 .import, same unique index | {s:.2} s | {} |", fmt_list(&sq));
+    let _ = writeln!(out, "\nratio followq / sqlite3: **{:.2}×** (target ≤ 2×)\n", f / s);
+    let _ = writeln!(out, "| rows | wall | peak RSS |\n|---|---|---|");
+    let _ = writeln!(out, "| 1,000,000 | {f:.2} s | {r1:.1} MiB |");
+    let _ = writeln!(out, "| 5,000,000 | {t5:.2} s | {r5:.1} MiB |");
+    let _ = writeln!(
+        out,
+        "\nRSS 5M / 1M: {:+.1} % (target within 10 %, under 64 MiB); database {:.0} bytes per job\n",
+        (r5 / r1 - 1.0) * 100.0,
+        db_bytes as f64 / 5_000_000.0
+    );
+}
+
+fn fmt_list(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ")
+}
+
+// ---- 2. dispatch overhead ----
+
+const DISPATCH_JOBS: usize = 20_000;
+const DISPATCH_ACCOUNTS: usize = 10;
+const CONCURRENCY: usize = 8;
+
+fn lifted(names: &[String], base_url: &str) -> Settings {
+    let (mut s, _) = credentials(names);
+    s.api.base_url = base_url.to_string();
+    s.limits.per_user = 1_000_000_000;
+    s.limits.per_app = 1_000_000_000;
+    s.limits.window = Duration::from_secs(3600);
+    s.limits.pace = Pace::Asap;
+    s.run.concurrency = CONCURRENCY;
+    s
+}
+
+async fn dispatch_followq(names: &[String]) -> (f64, f64) {
+    let (_, mut cfg) = credentials(names);
+    cfg.per_user = 1_000_000_000;
+    cfg.per_app = 1_000_000_000;
+    let sb = Sandbox::start(cfg, 0).await.unwrap();
+    let settings = lifted(names, &sb.base_url());
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("q.db")).await.unwrap();
+    let ids = store.sync_accounts(&names.iter().map(String::as_str).collect::<Vec<_>>()).await.unwrap();
+    let csv = dir.path().join("jobs.csv");
+    let mut text = String::from("account,screen_name\n");
+    for i in 0..DISPATCH_JOBS {
+        let _ = writeln!(text, "{},t{i}", names[i % names.len()]);
+    }
+    std::fs::write(&csv, text).unwrap();
+    let accounts = Accounts::new(ids, None).unwrap();
+    let mut on_reject = |_: &ingest::Reject| {};
+    let opts =
+        ingest::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: String::new() };
+    ingest::import(&store, &Input::File(csv), opts).await.unwrap();
+    let client = Client::new(&settings).unwrap();
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let opts = worker::Options { deadline: None, watch: false, seed: 1 };
+    let ending = worker::run(&store, &settings, &client, CancellationToken::new(), opts, &mut Silent).await.unwrap();
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    assert_eq!(ending, Ending::Finished);
+    assert_eq!(sb.stats().creates.values().sum::<u64>(), DISPATCH_JOBS as u64);
+    (wall, cpu)
+}
+
+async fn dispatch_bare(names: &[String]) -> (f64, f64) {
+    let (_, mut cfg) = credentials(names);
+    cfg.per_user = 1_000_000_000;
+    cfg.per_app = 1_000_000_000;
+    let sb = Sandbox::start(cfg, 0).await.unwrap();
+    let settings = lifted(names, &sb.base_url());
+    let client = Client::new(&settings).unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, next, accounts) = (client.clone(), next.clone(), settings.accounts.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= DISPATCH_JOBS {
+                    break;
+                }
+                let a = &accounts[i % accounts.len()];
+                let r = client.follow(a, TargetKind::ScreenName, &format!("t{i}"), false).await.unwrap();
+                assert_eq!(r.status, 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let wall = start.elapsed().as_secs_f64();
+    (wall, cpu_seconds() - cpu0)
+}
+
+async fn bench_dispatch(out: &mut String) {
+    let names: Vec<String> = (0..DISPATCH_ACCOUNTS).map(|i| format!("acct{i}")).collect();
+    let (mut fq, mut bare, mut fq_cpu, mut bare_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs() {
+        let (w, c) = dispatch_bare(&names).await;
+        bare.push(DISPATCH_JOBS as f64 / w);
+        bare_cpu.push(c * 1e6 / DISPATCH_JOBS as f64);
+        let (w, c) = dispatch_followq(&names).await;
+        fq.push(DISPATCH_JOBS as f64 / w);
+        fq_cpu.push(c * 1e6 / DISPATCH_JOBS as f64);
+    }
+    let (f, b) = (median(fq.clone()), median(bare.clone()));
+    let _ = writeln!(
+        out,
+        "## 2. Dispatch overhead ({DISPATCH_JOBS} jobs, {DISPATCH_ACCOUNTS} accounts, concurrency {CONCURRENCY}, limits lifted, in-process sandbox on loopback; {} runs)\n",
+        fq.len()
+    );
+    let _ = writeln!(out, "| | median follows/s | runs | CPU per job (process, incl. sandbox) |\n|---|---|---|---|");
+    let _ = writeln!(out, "| followq run | {f:.0} | {} | {:.0} µs |", fmt_list0(&fq), median(fq_cpu));
+    let _ = writeln!(out, "| bare signed loop | {b:.0} | {} | {:.0} µs |", fmt_list0(&bare), median(bare_cpu));
+    let _ = writeln!(out, "\nratio followq / bare: **{:.0} %** (target ≥ 50 %)\n", f / b * 100.0);
+}
+
+fn fmt_list0(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ")
+}
+
+// ---- 3. pacing efficiency ----
+
+async fn pacing(pace: Pace) -> (Vec<f64>, u64, u64, HashMap<String, u64>) {
+    let names: Vec<String> = ["alice", "bob", "carol"].iter().map(|s| s.to_string()).collect();
+    let (mut settings, mut cfg) = credentials(&names);
+    let window = Duration::from_secs(10);
+    cfg.per_user = 40;
+    cfg.per_app = 100;
+    cfg.window = window;
+    let sb = Sandbox::start(cfg, 0).await.unwrap();
+    settings.api.base_url = sb.base_url();
+    settings.limits.per_user = 40;
+    settings.limits.per_app = 100;
+    settings.limits.window = window;
+    settings.limits.margin = window.mul_f64(0.005);
+    settings.limits.pace = pace;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("q.db")).await.unwrap();
+    let ids = store.sync_accounts(&names.iter().map(String::as_str).collect::<Vec<_>>()).await.unwrap();
+    let csv = dir.path().join("jobs.csv");
+    let mut text = String::from("account,screen_name\n");
+    for i in 0..600 {
+        let _ = writeln!(text, "{},p{i}", names[i % 3]);
+    }
+    std::fs::write(&csv, text).unwrap();
+    let accounts = Accounts::new(ids, None).unwrap();
+    let mut on_reject = |_: &ingest::Reject| {};
+    let opts =
+        ingest::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: String::new() };
+    ingest::import(&store, &Input::File(csv), opts).await.unwrap();
+    let client = Client::new(&settings).unwrap();
+    let opts = worker::Options { deadline: Some(now_ms() + 120_000), watch: false, seed: 3 };
+    worker::run(&store, &settings, &client, CancellationToken::new(), opts, &mut Silent).await.unwrap();
+    let log = store.attempt_log().await.unwrap();
+    let w = window.as_millis() as i64;
+    let first = log.first().map_or(0, |a| a.sent_at);
+    let last = log.last().map_or(0, |a| a.sent_at);
+    let mut shares = Vec::new();
+    let mut start = first;
+    // Full windows of X's length, back to back from the first request.
+    while start + w <= last {
+        let n = log.iter().filter(|a| a.sent_at >= start && a.sent_at < start + w).count();
+        shares.push(n as f64 / 100.0);
+        start += w;
+    }
+    let st = sb.stats();
+    (shares, st.max_in_window.app, st.violations, st.max_in_window.per_account.into_iter().collect())
+}
+
+async fn bench_pacing(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "## 3. Pacing efficiency (3 accounts, 40 per account, 100 per app, window 10 s, 600 jobs = 6 windows)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| pace | full windows | share of the binding limit per full window (min / median) | most in any window (app; per account) | violations |\n|---|---|---|---|---|"
+    );
+    for pace in [Pace::Asap, Pace::Spread] {
+        let (shares, app_max, violations, per) = pacing(pace).await;
+        let min = shares.iter().copied().fold(f64::INFINITY, f64::min);
+        let mut per: Vec<String> = per.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        per.sort();
+        let _ = writeln!(
+            out,
+            "| {pace:?} | {} | {:.1} % / {:.1} % | {app_max} / 100; {} / 40 | {violations} |",
+            shares.len(),
+            min * 100.0,
+            median(shares.clone()) * 100.0,
+            per.join(", ")
+        );
+    }
+    let _ =
+        writeln!(out, "\nTargets: asap ≥ 99 %, spread ≥ 98 % per full window; never over the limit; 0 violations.\n");
+}
+
+// ---- 4. scale of the queue ----
+
+async fn bench_scale(out: &mut String) {
+    let names: Vec<String> = (0..1000).map(|i| format!("a{i:04}")).collect();
+    let (settings, mut cfg) = credentials(&names);
+    cfg.per_user = 400;
+    cfg.per_app = 1000;
+    let sb = Sandbox::start(cfg, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_private(&dir.path().join("followq.toml"), &config_toml(&settings, &sb.base_url(), ""));
+    let csv = dir.path().join("1m.csv");
+    generate_csv(&csv, 1_000_000, &names, 9);
+    let (t_import, _) = timed(Command::new(BIN).current_dir(dir.path()).arg("import").arg(&csv));
+    let mut status = Vec::new();
+    for _ in 0..7 {
+        let start = Instant::now();
+        let o = Command::new(BIN).current_dir(dir.path()).args(["status", "--json"]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        status.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut first = Vec::new();
+    for _ in 0..runs() {
+        let before = sb.stats().requests;
+        let start = Instant::now();
+        let mut child = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["run", "--no-progress", "-q"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        while sb.stats().requests == before {
+            assert!(start.elapsed() < Duration::from_secs(60), "no request within 60 s");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        first.push(start.elapsed().as_secs_f64() * 1000.0);
+        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        child.wait().unwrap();
+    }
+    let _ =
+        writeln!(out, "## 4. Scale of the queue (1,000,000 jobs over 1,000 accounts; import took {t_import:.1} s)\n");
+    let _ = writeln!(out, "| | median | runs (ms) | target |\n|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| `status --json` (process start to exit) | {:.0} ms | {} | ≤ 100 ms |",
+        median(status.clone()),
+        fmt_list0(&status)
+    );
+    let _ = writeln!(
+        out,
+        "| `run` start to the first request at the sandbox | {:.0} ms | {} | ≤ 1000 ms |\n",
+        median(first.clone()),
+        fmt_list0(&first)
+    );
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let all = which.is_empty() || which.iter().any(|w| w == "all");
+    let want = |name: &str| all || which.iter().any(|w| w == name);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut out = format!(
+        "# followq benchmarks\n\nMachine: {} cores, {}; release build; medians of {} runs unless stated. Generated {}.\n\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string()))
+            .map(|kb| format!("{} GiB", kb.parse::<u64>().unwrap_or(0) / 1024 / 1024))
+            .unwrap_or_default(),
+        runs(),
+        followq::cli::local_time(now_ms())
+    );
+    let report = |out: &str| {
+        print!("{out}");
+        let _ = std::io::stdout().flush();
+    };
+    if want("import") {
+        let mut s = String::new();
+        bench_import(&mut s);
+        report(&s);
+        out.push_str(&s);
+    }
+    if want("dispatch") {
+        let mut s = String::new();
+        rt.block_on(bench_dispatch(&mut s));
+        report(&s);
+        out.push_str(&s);
+    }
+    if want("pacing") {
+        let mut s = String::new();
+        rt.block_on(bench_pacing(&mut s));
+        report(&s);
+        out.push_str(&s);
+    }
+    if want("scale") {
+        let mut s = String::new();
+        rt.block_on(bench_scale(&mut s));
+        report(&s);
+        out.push_str(&s);
+    }
+    let path = PathBuf::from(std::env::var("FOLLOWQ_BENCH_OUT").unwrap_or_else(|_| "target/bench-results.md".into()));
+    if std::fs::write(&path, &out).is_ok() {
+        eprintln!("results written to {}", path.display());
+    }
+}

@@ -58,10 +58,12 @@ pub async fn load_scheduler(store: &Store, settings: &Settings, now: i64, seed: 
     for (account, at) in store.sends_since(now - limits.window_ms).await? {
         s.load_send(account, at);
     }
-    for (account, queued, ready_at) in store.queued_summary().await? {
+    // Queued work is taken as ready now; a claim that finds every job in backoff asks for the
+    // next ready time then (reading not_before for a million jobs here would cost seconds).
+    for (account, queued) in store.queued_counts().await? {
         if let Some(i) = s.index_of(account) {
             s.accounts[i].queued = queued;
-            s.accounts[i].ready_at = Some(ready_at);
+            s.accounts[i].ready_at = Some(now);
         }
     }
     Ok(s)
@@ -552,10 +554,11 @@ async fn watch_inbox(store: &Store, settings: &Settings, sched: &mut Scheduler) 
         }
     }
     if added > 0 {
-        for (account, queued, ready_at) in store.queued_summary().await? {
+        let now = now_ms();
+        for (account, queued) in store.queued_counts().await? {
             if let Some(i) = sched.index_of(account) {
                 sched.accounts[i].queued = queued;
-                sched.accounts[i].ready_at = Some(sched.accounts[i].ready_at.map_or(ready_at, |r| r.min(ready_at)));
+                sched.accounts[i].ready_at = Some(sched.accounts[i].ready_at.map_or(now, |r| r.min(now)));
             }
         }
     }

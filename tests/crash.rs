@@ -94,6 +94,7 @@ async fn assert_all_finished(env: &Env) {
     let store = Store::open(&env.db()).await.unwrap();
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
     assert_eq!(store.open_attempts().await.unwrap(), 0, "an attempt left without an answer");
+    assert_eq!(store.job_counts().await.unwrap(), store.recount_jobs().await.unwrap(), "kept counts drifted");
     let rows = store.export_rows(&[]).await.unwrap();
     assert_eq!(rows.len(), ACCOUNTS.len() * 102);
     for r in &rows {

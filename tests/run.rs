@@ -87,6 +87,11 @@ impl Rig {
             assert!(*max <= self.settings.limits.per_user as u64, "{acct}: {max} in one window");
         }
         assert!(st.max_in_window.app <= self.settings.limits.per_app as u64);
+        assert_eq!(
+            self.store.job_counts().await.unwrap(),
+            self.store.recount_jobs().await.unwrap(),
+            "kept counts drifted"
+        );
     }
 }
 

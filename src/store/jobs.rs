@@ -1,5 +1,7 @@
 //! The `jobs` table: the queue. Batched inserts for import, counts for status, rows for export.
 
+use std::collections::HashMap;
+
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, Transaction};
 
 use super::{Store, StoreError, now_ms};
@@ -53,7 +55,7 @@ impl NewJob {
 pub const INSERT_BATCH: usize = 4000;
 
 /// One (account, state, outcome) count, for status.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CountRow {
     pub account: String,
     pub state: String,
@@ -84,14 +86,26 @@ impl Store {
         Ok(ImportSession { pool: self.pool.clone(), tx: Some(self.pool.begin().await?), dry_run, pending: 0 })
     }
 
-    /// Counts by account, state and outcome (from the `jobs_counts` index alone).
+    /// Counts by account, state and outcome (from `job_counts`, kept with every change).
     pub async fn job_counts(&self) -> Result<Vec<CountRow>, StoreError> {
         Ok(sqlx::query_as(
-            "select a.name as account, c.state, c.outcome, c.n
-             from (select account_id, state, outcome, count(*) as n from jobs
-                   group by account_id, state, outcome) c
-             join accounts a on a.id = c.account_id
+            "select a.name as account, c.state, nullif(c.outcome, '') as outcome, c.n
+             from job_counts c join accounts a on a.id = c.account_id
+             where c.n > 0
              order by a.name, c.state, c.outcome",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The same counts as [`Store::job_counts`], recounted from the jobs themselves (a full
+    /// scan): the check that the kept counts never drift.
+    pub async fn recount_jobs(&self) -> Result<Vec<CountRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "select a.name as account, j.state, j.outcome, count(*) as n
+             from jobs j join accounts a on a.id = j.account_id
+             group by a.name, j.state, j.outcome
+             order by a.name, j.state, coalesce(j.outcome, '')",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -139,14 +153,12 @@ impl Store {
         Ok(qb.build().execute(&self.pool).await?.rows_affected())
     }
 
-    /// Per account id: queued jobs, and the earliest time one of them may be sent.
-    pub async fn queued_summary(&self) -> Result<Vec<(i64, i64, i64)>, StoreError> {
-        Ok(sqlx::query_as(
-            "select account_id, count(*), min(not_before) from jobs
-             where state = 'queued' and outcome is null group by account_id",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+    /// Per account id: queued jobs (a claim that finds none ready yet asks
+    /// [`Store::next_ready_at`]).
+    pub async fn queued_counts(&self) -> Result<Vec<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as("select account_id, n from job_counts where state = 'queued' and outcome = '' and n > 0")
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// The earliest time any queued job of this account may be sent, if it has any.
@@ -174,8 +186,11 @@ impl Store {
 
 async fn insert_jobs_in(conn: &mut SqliteConnection, import_id: i64, jobs: &[NewJob]) -> Result<u64, StoreError> {
     let now = now_ms();
-    let mut added = 0;
+    let mut added: HashMap<i64, i64> = HashMap::new();
     for chunk in jobs.chunks(INSERT_BATCH) {
+        // New rows get ids above the current maximum (SQLite's rowid rule; this transaction
+        // holds the write lock), which tells which rows a chunk added when some conflicted.
+        let max_id: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from jobs").fetch_one(&mut *conn).await?;
         let mut qb: QueryBuilder<Sqlite> =
             QueryBuilder::new("insert into jobs (account_id, target_kind, target, notify, import_id, created_at) ");
         qb.push_values(chunk, |mut b, j| {
@@ -187,9 +202,35 @@ async fn insert_jobs_in(conn: &mut SqliteConnection, import_id: i64, jobs: &[New
                 .push_bind(now);
         });
         qb.push(" on conflict do nothing");
-        added += qb.build().execute(&mut *conn).await?.rows_affected();
+        let inserted = qb.build().execute(&mut *conn).await?.rows_affected();
+        if inserted == chunk.len() as u64 {
+            for j in chunk {
+                *added.entry(j.account_id).or_default() += 1;
+            }
+        } else if inserted > 0 {
+            // NOT INDEXED: the planner would otherwise scan the whole state index for the GROUP
+            // BY; the rowid range holds only this chunk's new rows.
+            let rows: Vec<(i64, i64)> =
+                sqlx::query_as("select account_id, count(*) from jobs not indexed where id > ?1 group by account_id")
+                    .bind(max_id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            for (account, n) in rows {
+                *added.entry(account).or_default() += n;
+            }
+        }
     }
-    Ok(added)
+    for (account, n) in &added {
+        sqlx::query(
+            "insert into job_counts (account_id, state, outcome, n) values (?1, 'queued', '', ?2)
+             on conflict (account_id, state, outcome) do update set n = n + ?2",
+        )
+        .bind(account)
+        .bind(n)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(added.values().sum::<i64>() as u64)
 }
 
 /// Rows per commit during an import. Each commit writes every page it touched to the WAL; the

@@ -419,15 +419,19 @@ async fn bench_scale(out: &mut String) {
     for _ in 0..runs() {
         let before = sb.stats().requests;
         let start = Instant::now();
+        let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
         let mut child = Command::new(BIN)
             .current_dir(dir.path())
             .args(["run", "--no-progress", "-q"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         while sb.stats().requests == before {
-            assert!(start.elapsed() < Duration::from_secs(60), "no request within 60 s");
+            if start.elapsed() > Duration::from_secs(60) || child.try_wait().unwrap().is_some() {
+                let _ = child.kill();
+                panic!("no request: {}", std::fs::read_to_string(dir.path().join("run.log")).unwrap_or_default());
+            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         first.push(start.elapsed().as_secs_f64() * 1000.0);

@@ -414,3 +414,42 @@ async fn under_faults_every_job_finishes_and_requests_match_the_retry_policy() {
         st.faults
     );
 }
+
+/// Two dispatchers on one database (the run lock bypassed, as two hosts sharing a queue would
+/// be): the ledger check in each claim keeps them together within every budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dispatchers_on_one_ledger_never_exceed_a_budget() {
+    let mut rig = Rig::new(&["alice", "bob"], 8, 12, Duration::from_secs(2)).await;
+    rig.settings.limits.pace = Pace::Asap;
+    rig.settings.run.concurrency = 4;
+    let mut all = numbered("alice", "a", 30);
+    all.extend(numbered("bob", "b", 30));
+    rig.queue(&all).await;
+    let second = Store::open(&rig._dir.path().join("q.db")).await.unwrap();
+    let client = Client::new(&rig.settings).unwrap();
+    let deadline = Some(now_ms() + 60_000);
+    let (mut silent_one, mut silent_two) = (Silent, Silent);
+    let one = worker::run(
+        &rig.store,
+        &rig.settings,
+        &client,
+        CancellationToken::new(),
+        worker::Options { deadline, watch: false, seed: 1 },
+        &mut silent_one,
+    );
+    let two = worker::run(
+        &second,
+        &rig.settings,
+        &client,
+        CancellationToken::new(),
+        worker::Options { deadline, watch: false, seed: 2 },
+        &mut silent_two,
+    );
+    let (a, b) = tokio::join!(one, two);
+    assert_eq!((a.unwrap(), b.unwrap()), (Ending::Finished, Ending::Finished));
+    rig.assert_clean().await;
+    let st = rig.sb.stats();
+    assert_eq!(st.creates.values().sum::<u64>(), 60, "each job sent once between them");
+    assert!(st.max_in_window.app <= 12 && st.max_in_window.per_account.values().all(|&m| m <= 8), "{st:?}");
+    assert!(rig.outcomes().await.values().all(|o| o == "followed"));
+}

@@ -83,7 +83,13 @@ impl Store {
     /// A session for one import: batches go into a transaction committed every
     /// [`COMMIT_EVERY`] rows (or never, for a dry run, whose counts are still exact).
     pub async fn import_session(&self, dry_run: bool) -> Result<ImportSession, StoreError> {
-        Ok(ImportSession { pool: self.pool.clone(), tx: Some(self.pool.begin().await?), dry_run, pending: 0 })
+        Ok(ImportSession {
+            pool: self.pool.clone(),
+            tx: Some(self.pool.begin().await?),
+            dry_run,
+            pending: 0,
+            added: HashMap::new(),
+        })
     }
 
     /// Counts by account, state and outcome (from `job_counts`, kept with every change).
@@ -184,9 +190,16 @@ impl Store {
     }
 }
 
-async fn insert_jobs_in(conn: &mut SqliteConnection, import_id: i64, jobs: &[NewJob]) -> Result<u64, StoreError> {
+/// Inserts jobs; adds the new rows per account to `added` (written to job_counts by
+/// [`add_counts`] before the transaction commits).
+async fn insert_jobs_in(
+    conn: &mut SqliteConnection,
+    import_id: i64,
+    jobs: &[NewJob],
+    added: &mut HashMap<i64, i64>,
+) -> Result<u64, StoreError> {
     let now = now_ms();
-    let mut added: HashMap<i64, i64> = HashMap::new();
+    let mut total = 0;
     for chunk in jobs.chunks(INSERT_BATCH) {
         // New rows get ids above the current maximum (SQLite's rowid rule; this transaction
         // holds the write lock), which tells which rows a chunk added when some conflicted.
@@ -203,6 +216,7 @@ async fn insert_jobs_in(conn: &mut SqliteConnection, import_id: i64, jobs: &[New
         });
         qb.push(" on conflict do nothing");
         let inserted = qb.build().execute(&mut *conn).await?.rows_affected();
+        total += inserted;
         if inserted == chunk.len() as u64 {
             for j in chunk {
                 *added.entry(j.account_id).or_default() += 1;
@@ -220,7 +234,13 @@ async fn insert_jobs_in(conn: &mut SqliteConnection, import_id: i64, jobs: &[New
             }
         }
     }
-    for (account, n) in &added {
+    Ok(total)
+}
+
+/// Adds new queued jobs per account to job_counts (once per commit: per chunk, a thousand
+/// accounts would mean a thousand statements each time).
+async fn add_counts(conn: &mut SqliteConnection, added: &mut HashMap<i64, i64>) -> Result<(), StoreError> {
+    for (account, n) in added.drain() {
         sqlx::query(
             "insert into job_counts (account_id, state, outcome, n) values (?1, 'queued', '', ?2)
              on conflict (account_id, state, outcome) do update set n = n + ?2",
@@ -230,7 +250,7 @@ async fn insert_jobs_in(conn: &mut SqliteConnection, import_id: i64, jobs: &[New
         .execute(&mut *conn)
         .await?;
     }
-    Ok(added.values().sum::<i64>() as u64)
+    Ok(())
 }
 
 /// Rows per commit during an import. Each commit writes every page it touched to the WAL; the
@@ -245,6 +265,8 @@ pub struct ImportSession {
     tx: Option<Transaction<'static, Sqlite>>,
     dry_run: bool,
     pending: usize,
+    /// New jobs per account since the last commit, for job_counts.
+    added: HashMap<i64, i64>,
 }
 
 impl ImportSession {
@@ -267,7 +289,9 @@ impl ImportSession {
 
     /// Inserts a batch; returns how many were new.
     pub async fn insert_jobs(&mut self, import_id: i64, jobs: &[NewJob]) -> Result<u64, StoreError> {
-        let added = insert_jobs_in(self.tx(), import_id, jobs).await?;
+        let mut counts = std::mem::take(&mut self.added);
+        let added = insert_jobs_in(self.tx(), import_id, jobs, &mut counts).await?;
+        self.added = counts;
         self.pending += jobs.len();
         if !self.dry_run && self.pending >= COMMIT_EVERY {
             self.commit_and_continue().await?;
@@ -276,7 +300,8 @@ impl ImportSession {
     }
 
     async fn commit_and_continue(&mut self) -> Result<(), StoreError> {
-        if let Some(tx) = self.tx.take() {
+        if let Some(mut tx) = self.tx.take() {
+            add_counts(&mut tx, &mut self.added).await?;
             tx.commit().await?;
         }
         self.tx = Some(self.pool.begin().await?);
@@ -302,13 +327,17 @@ impl ImportSession {
         .bind(s.rejected as i64)
         .execute(&mut *tx)
         .await?;
+        add_counts(&mut tx, &mut self.added).await?;
         Ok(tx.commit().await?)
     }
 
     /// Keeps what was inserted but leaves the import unfinished (the file failed part-way).
     pub async fn abandon(mut self) -> Result<(), StoreError> {
         match self.tx.take() {
-            Some(tx) if !self.dry_run => Ok(tx.commit().await?),
+            Some(mut tx) if !self.dry_run => {
+                add_counts(&mut tx, &mut self.added).await?;
+                Ok(tx.commit().await?)
+            }
             Some(tx) => Ok(tx.rollback().await?),
             None => Ok(()),
         }

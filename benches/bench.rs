@@ -480,27 +480,17 @@ fn main() {
         print!("{out}");
         let _ = std::io::stdout().flush();
     };
-    if want("import") {
+    for name in ["import", "dispatch", "pacing", "scale"] {
+        if !want(name) {
+            continue;
+        }
         let mut s = String::new();
-        bench_import(&mut s);
-        report(&s);
-        out.push_str(&s);
-    }
-    if want("dispatch") {
-        let mut s = String::new();
-        rt.block_on(bench_dispatch(&mut s));
-        report(&s);
-        out.push_str(&s);
-    }
-    if want("pacing") {
-        let mut s = String::new();
-        rt.block_on(bench_pacing(&mut s));
-        report(&s);
-        out.push_str(&s);
-    }
-    if want("scale") {
-        let mut s = String::new();
-        rt.block_on(bench_scale(&mut s));
+        match name {
+            "import" => bench_import(&mut s),
+            "dispatch" => rt.block_on(bench_dispatch(&mut s)),
+            "pacing" => rt.block_on(bench_pacing(&mut s)),
+            _ => rt.block_on(bench_scale(&mut s)),
+        }
         report(&s);
         out.push_str(&s);
     }

@@ -291,3 +291,33 @@ fn the_demo_runs_clean() {
     assert!(stdout.contains("1575 rows"), "{stdout}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "the demo leaves nothing behind");
 }
+
+#[test]
+fn the_sandbox_command_serves_on_loopback_and_reports_stats() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("followq"))
+        .current_dir(dir.path())
+        .args(["sandbox", "--port", "0", "--faults", "503=0.5,seed=3"])
+        .env_remove("FOLLOWQ_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).unwrap().to_string();
+    let creds = lines.next().unwrap().unwrap();
+    assert!(creds.contains("demo credentials"), "{creds}");
+    // A plain HTTP/1.0 GET: the response ends when the server closes the connection.
+    let mut conn = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    std::io::Write::write_all(&mut conn, b"GET /_sandbox/stats HTTP/1.0\r\nHost: sandbox\r\n\r\n").unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
+    let stats: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(stats["requests"], 0);
+    assert_eq!(stats["violations"], 0);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -39,16 +39,6 @@ pub struct NewJob {
     pub notify: bool,
 }
 
-impl NewJob {
-    /// The dedupe key: screen names match case-insensitively.
-    pub fn key(&self) -> String {
-        match self.kind {
-            TargetKind::ScreenName => self.target.to_ascii_lowercase(),
-            TargetKind::UserId => self.target.clone(),
-        }
-    }
-}
-
 /// Rows per multi-row INSERT: 6 bound values each, under SQLite's 32,766-variable limit.
 /// Batching rows into statements (not only into transactions) is what makes import fast:
 /// every statement costs ~65 µs of hand-off in sqlx.

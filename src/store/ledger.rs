@@ -148,26 +148,6 @@ impl Store {
             .await?)
     }
 
-    /// Requests counted in the window ending now, for one account (or the app with `None`).
-    pub async fn used_in_window(&self, account_id: Option<i64>, since: i64) -> Result<i64, StoreError> {
-        let n = match account_id {
-            Some(id) => {
-                sqlx::query_scalar("select count(*) from attempts where account_id = ?1 and sent_at > ?2")
-                    .bind(id)
-                    .bind(since)
-                    .fetch_one(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query_scalar("select count(*) from attempts where sent_at > ?1")
-                    .bind(since)
-                    .fetch_one(&self.pool)
-                    .await?
-            }
-        };
-        Ok(n)
-    }
-
     /// The newest attempt id (0 for an empty ledger): the mirror's starting watermark.
     pub async fn max_attempt_id(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("select coalesce(max(id), 0) from attempts").fetch_one(&self.pool).await?)
@@ -273,14 +253,6 @@ impl Store {
             .collect();
         claims.sort_by_key(|c| c.attempt_id);
         Ok(ClaimResult::Claimed { claims, foreign })
-    }
-
-    /// Phase 2 for one answer (see [`Store::record_batch`]); a stale write is an error.
-    pub async fn record(&self, r: &Record) -> Result<(), StoreError> {
-        match self.record_batch(std::slice::from_ref(r)).await?.first() {
-            Some(true) => Ok(()),
-            _ => Err(StoreError::Stale(format!("attempt {} already has an outcome", r.attempt_id))),
-        }
     }
 
     /// Phase 2 for many answers, in one transaction: each answer on its attempt, each job's next
@@ -396,12 +368,5 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?)
-    }
-
-    /// Attempts by result, for status and tests.
-    pub async fn attempt_counts(&self) -> Result<Vec<(Option<String>, i64)>, StoreError> {
-        Ok(sqlx::query_as("select result, count(*) from attempts group by result order by result")
-            .fetch_all(&self.pool)
-            .await?)
     }
 }

@@ -211,6 +211,25 @@ fn fmt_list(v: &[f64]) -> String {
     v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ")
 }
 
+/// A fresh database in a temporary folder with `n` jobs queued round-robin over `names`.
+async fn queued_store(names: &[String], n: usize) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("q.db")).await.unwrap();
+    let ids = store.sync_accounts(&names.iter().map(String::as_str).collect::<Vec<_>>()).await.unwrap();
+    let csv = dir.path().join("jobs.csv");
+    let mut text = String::from("account,screen_name\n");
+    for i in 0..n {
+        let _ = writeln!(text, "{},t{i}", names[i % names.len()]);
+    }
+    std::fs::write(&csv, text).unwrap();
+    let accounts = Accounts::new(ids, None).unwrap();
+    let mut on_reject = |_: &ingest::Reject| {};
+    let opts =
+        ingest::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: String::new() };
+    ingest::import(&store, &Input::File(csv), opts).await.unwrap();
+    (dir, store)
+}
+
 // ---- 2. dispatch overhead ----
 
 const DISPATCH_JOBS: usize = 20_000;
@@ -234,20 +253,7 @@ async fn dispatch_followq(names: &[String]) -> (f64, f64) {
     cfg.per_app = 1_000_000_000;
     let sb = Sandbox::start(cfg, 0).await.unwrap();
     let settings = lifted(names, &sb.base_url());
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("q.db")).await.unwrap();
-    let ids = store.sync_accounts(&names.iter().map(String::as_str).collect::<Vec<_>>()).await.unwrap();
-    let csv = dir.path().join("jobs.csv");
-    let mut text = String::from("account,screen_name\n");
-    for i in 0..DISPATCH_JOBS {
-        let _ = writeln!(text, "{},t{i}", names[i % names.len()]);
-    }
-    std::fs::write(&csv, text).unwrap();
-    let accounts = Accounts::new(ids, None).unwrap();
-    let mut on_reject = |_: &ingest::Reject| {};
-    let opts =
-        ingest::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: String::new() };
-    ingest::import(&store, &Input::File(csv), opts).await.unwrap();
+    let (_dir, store) = queued_store(names, DISPATCH_JOBS).await;
     let client = Client::new(&settings).unwrap();
     let cpu0 = cpu_seconds();
     let start = Instant::now();
@@ -335,20 +341,7 @@ async fn pacing(pace: Pace) -> (Vec<f64>, u64, u64, HashMap<String, u64>) {
     settings.limits.window = window;
     settings.limits.margin = window.mul_f64(0.005);
     settings.limits.pace = pace;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("q.db")).await.unwrap();
-    let ids = store.sync_accounts(&names.iter().map(String::as_str).collect::<Vec<_>>()).await.unwrap();
-    let csv = dir.path().join("jobs.csv");
-    let mut text = String::from("account,screen_name\n");
-    for i in 0..600 {
-        let _ = writeln!(text, "{},p{i}", names[i % 3]);
-    }
-    std::fs::write(&csv, text).unwrap();
-    let accounts = Accounts::new(ids, None).unwrap();
-    let mut on_reject = |_: &ingest::Reject| {};
-    let opts =
-        ingest::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: String::new() };
-    ingest::import(&store, &Input::File(csv), opts).await.unwrap();
+    let (_dir, store) = queued_store(&names, 600).await;
     let client = Client::new(&settings).unwrap();
     let opts = worker::Options { deadline: Some(now_ms() + 120_000), watch: false, seed: 3 };
     worker::run(&store, &settings, &client, CancellationToken::new(), opts, &mut Silent).await.unwrap();

@@ -453,3 +453,29 @@ async fn two_dispatchers_on_one_ledger_never_exceed_a_budget() {
     assert!(st.max_in_window.app <= 12 && st.max_in_window.per_account.values().all(|&m| m <= 8), "{st:?}");
     assert!(rig.outcomes().await.values().all(|o| o == "followed"));
 }
+
+#[tokio::test]
+async fn code_226_cools_the_account_down_and_slows_it() {
+    let mut rig = Rig::new(&["alice", "bob"], 100, 300, Duration::from_secs(4)).await;
+    rig.settings.limits.pace = Pace::Spread;
+    let (alice, _) = common::token("alice");
+    rig.sb.script(&alice, &[Scripted { status: 403, code: 226 }]);
+    let mut all = rows("alice", &["t1", "t2", "t3"]);
+    all.extend(rows("bob", &["u1", "u2", "u3"]));
+    rig.queue(&all).await;
+    assert_eq!(rig.run().await, Ending::Finished);
+    let log = rig.log().await;
+    let hit = log.iter().find(|a| a.error_code == Some(226)).expect("the 226 was recorded");
+    assert_eq!(hit.result.as_deref(), Some("automated"));
+    let alice_sends: Vec<i64> = log.iter().filter(|a| a.account == "alice").map(|a| a.sent_at).collect();
+    // The cool-down: a 24th of the window (167 ms) before alice's next request...
+    assert!(alice_sends[1] - hit.sent_at >= 4_000 / 24, "resumed after {} ms", alice_sends[1] - hit.sent_at);
+    // ...and her spacing doubled afterwards: 2 × (4.04 s / 100), less at most 5 % jitter.
+    let gap = alice_sends[2] - alice_sends[1];
+    assert!(gap >= (2.0 * 40.4 * 0.95) as i64, "spacing after 226: {gap} ms");
+    let accounts = rig.store.accounts().await.unwrap();
+    assert_eq!(accounts.iter().find(|a| a.name == "alice").unwrap().pace_factor, 2.0);
+    assert_eq!(accounts.iter().find(|a| a.name == "bob").unwrap().pace_factor, 1.0);
+    assert!(rig.outcomes().await.values().all(|o| o == "followed"), "the job waited, it did not fail");
+    rig.assert_clean().await;
+}

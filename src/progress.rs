@@ -117,13 +117,20 @@ pub type Totals = HashMap<i64, (i64, i64)>;
 
 /// The bars of `run`.
 pub struct Bars {
-    bars: Vec<(i64, ProgressBar)>,
+    /// One bar per account id.
+    bars: HashMap<i64, ProgressBar>,
     total: ProgressBar,
     start: Totals,
     /// Without a terminal: log a line this often instead.
     log_every: Option<Duration>,
     last_log: Instant,
+    /// The last refresh: the dispatcher calls on every turn, the bars draw at 4 Hz.
+    last_update: Option<Instant>,
 }
+
+/// Refreshes closer together than this are skipped (formatting a line per account is not free
+/// with a thousand accounts).
+const REFRESH: Duration = Duration::from_millis(100);
 
 impl Bars {
     /// Bars for these accounts (id, name); hidden when `show` is false or stderr is no terminal.
@@ -140,12 +147,19 @@ impl Bars {
         };
         let bars = accounts.iter().filter(|(id, _)| start.contains_key(id)).map(|(id, name)| (*id, mk(name))).collect();
         let total = mk("all");
-        Bars { bars, total, start, log_every: (!visible).then_some(Duration::from_secs(10)), last_log: Instant::now() }
+        Bars {
+            bars,
+            total,
+            start,
+            log_every: (!visible).then_some(Duration::from_secs(10)),
+            last_log: Instant::now(),
+            last_update: None,
+        }
     }
 
     /// Removes the bars, leaving the final lines on screen.
     pub fn finish(&self) {
-        for (_, b) in &self.bars {
+        for b in self.bars.values() {
             b.abandon();
         }
         self.total.abandon();
@@ -153,7 +167,11 @@ impl Bars {
 }
 
 impl Observer for Bars {
-    fn update(&mut self, sched: &Scheduler, outcomes: &HashMap<i64, HashMap<&'static str, i64>>, now: i64) {
+    fn update(&mut self, sched: &Scheduler, outcomes: &HashMap<i64, HashMap<&'static str, i64>>, now: i64, last: bool) {
+        if !last && self.last_update.is_some_and(|t| t.elapsed() < REFRESH) {
+            return;
+        }
+        self.last_update = Some(Instant::now());
         let mut all_done = 0;
         let mut all_total = 0;
         let mut summary: HashMap<&str, i64> = HashMap::new();
@@ -171,7 +189,7 @@ impl Observer for Bars {
                 }
             }
             let msg = account_message(sched, i, now, app_ready, run);
-            if let Some((_, bar)) = self.bars.iter().find(|(id, _)| *id == a.id) {
+            if let Some(bar) = self.bars.get(&a.id) {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
                 bar.set_message(msg);

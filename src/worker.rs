@@ -101,14 +101,15 @@ pub enum Ending {
 
 /// What the dispatcher tells the progress display.
 pub trait Observer: Send {
-    /// Called after every answer, and on every wake.
-    fn update(&mut self, sched: &Scheduler, outcomes: &HashMap<i64, HashMap<&'static str, i64>>, now: i64);
+    /// Called on every turn of the dispatcher loop (so it must be cheap, or skip), and once more
+    /// with `last` set when the run ends.
+    fn update(&mut self, sched: &Scheduler, outcomes: &HashMap<i64, HashMap<&'static str, i64>>, now: i64, last: bool);
 }
 
 /// No display (tests, `--no-progress` under a non-terminal).
 pub struct Silent;
 impl Observer for Silent {
-    fn update(&mut self, _: &Scheduler, _: &HashMap<i64, HashMap<&'static str, i64>>, _: i64) {}
+    fn update(&mut self, _: &Scheduler, _: &HashMap<i64, HashMap<&'static str, i64>>, _: i64, _: bool) {}
 }
 
 /// Run options.
@@ -190,7 +191,7 @@ pub async fn run(
         }
     }
     let last = d.flush().await;
-    observer.update(&d.sched, &d.outcomes, now_ms());
+    observer.update(&d.sched, &d.outcomes, now_ms(), true);
     let ending = ending?;
     last?;
     Ok(ending)
@@ -213,7 +214,7 @@ impl Dispatcher<'_> {
                 return Ok(e);
             }
             let now = now_ms();
-            observer.update(&self.sched, &self.outcomes, now);
+            observer.update(&self.sched, &self.outcomes, now, false);
             if shutdown.is_cancelled() || opts.deadline.is_some_and(|d| now >= d) {
                 return Ok(Ending::Stopped);
             }

@@ -2,9 +2,10 @@
 //! ledger (phase 1, committed before the request), sends it on a task, and the task records the
 //! answer (phase 2, guarded by the attempt id). One shutdown path: a cancellation token.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
@@ -17,7 +18,7 @@ use crate::api::{self, Client};
 use crate::config::{Account, Settings};
 use crate::ingest::{self, Accounts, Input};
 use crate::schedule::{Decision, Limits, Scheduler};
-use crate::store::{Claim, ClaimResult, Record, RecordAccount, RecordJob, Store, WindowView, now_ms};
+use crate::store::{Claim, ClaimAsk, ClaimResult, Record, RecordAccount, RecordJob, Store, WindowView, Writer, now_ms};
 
 /// How long the dispatcher sleeps at most before it looks at the clock again: deadlines are
 /// re-checked after every wake, so a laptop that slept through the night resumes correctly.
@@ -128,8 +129,20 @@ struct Done {
     verdict: Verdict,
 }
 
+impl Done {
+    /// Pauses or stops its account, or stops the app: must be written and absorbed before the
+    /// next claim is decided.
+    fn changes_more_than_its_job(&self) -> bool {
+        self.record.account.is_some() || matches!(self.verdict, Verdict::AppStopped(_))
+    }
+}
+
 /// Answers written per transaction at most (9 bound values each).
 const RECORD_BATCH: usize = 256;
+
+/// Turns between WAL checkpoints: a turn writes a few dozen pages, so the WAL stays near the
+/// size SQLite's own automatic checkpoint keeps it at (1000 pages).
+const CHECKPOINT_EVERY: u32 = 40;
 
 /// The dispatcher: the only writer of the ledger during a run. Requests go out on their own
 /// tasks and send their answers back; the dispatcher records them in batches (phase 2) and
@@ -142,10 +155,131 @@ struct Dispatcher<'a> {
     sched: Scheduler,
     outcomes: HashMap<i64, HashMap<&'static str, i64>>,
     accounts: HashMap<i64, Account>,
+    /// Claimed and not yet absorbed: waiting for a slot, out, or answered and pending.
     in_flight: usize,
+    /// Claims taken ahead of the free slots (see [`Slots`]).
+    ahead: usize,
+    slots: Arc<Mutex<Slots>>,
+    writer: Writer,
+    /// Turns since the last WAL checkpoint, and whether one is running.
+    turns: u32,
+    checkpointing: Arc<std::sync::atomic::AtomicBool>,
     answers_tx: mpsc::UnboundedSender<Done>,
     answers: mpsc::UnboundedReceiver<Done>,
     pending: Vec<Done>,
+}
+
+/// Claims waiting for a free request slot, and the sender tasks that take them.
+///
+/// The dispatcher claims up to three jobs per slot ahead of the free slots, so that a slot freed
+/// while it is writing to the ledger is refilled at once, and each transaction carries more
+/// answers and claims (at high rates a transaction's fixed cost dominates). A waiting claim's
+/// attempt already counts against both budgets; its `sent_at` is its claim time, so the request
+/// leaves a little later than the ledger says. That is safe while the delay stays within the
+/// safety margin (the enforced window is X's plus the margin), so a claim that waited longer than
+/// half the margin is not sent but handed back (see [`not_sent`]).
+struct Slots {
+    waiting: VecDeque<Work>,
+    /// Sender tasks alive, at most `concurrency`: the requests in flight.
+    senders: usize,
+    concurrency: usize,
+    /// Accounts an answer paused or stopped that the dispatcher has not absorbed yet: their
+    /// waiting claims are handed back rather than sent.
+    halted: HashSet<i64>,
+    /// An answer stopped the app: nothing more is sent.
+    app_halted: bool,
+    /// The longest a claim may wait for a slot, ms.
+    max_wait_ms: i64,
+}
+
+/// How many claims to take ahead of the free slots: three per slot, when half the safety margin
+/// ([`Slots::max_wait_ms`]) is at least [`MIN_WAIT_FOR_AHEAD`]; none with a margin so short that
+/// a claim could not wait for a slot without being handed back (test windows of seconds).
+fn claims_ahead(settings: &Settings) -> usize {
+    if settings.limits.margin / 2 >= MIN_WAIT_FOR_AHEAD { 3 * settings.run.concurrency } else { 0 }
+}
+
+/// See [`claims_ahead`].
+const MIN_WAIT_FOR_AHEAD: Duration = Duration::from_secs(1);
+
+/// A claimed job with what its request needs.
+struct Work {
+    claim: Claim,
+    account: Account,
+    ctx: TaskCtx,
+}
+
+impl Slots {
+    /// Hands back the waiting claims of `account` (every one if `None`).
+    fn hand_back(&mut self, account: Option<i64>, why: &str) -> Vec<Done> {
+        let (back, keep): (Vec<Work>, Vec<Work>) =
+            self.waiting.drain(..).partition(|w| account.is_none_or(|a| w.claim.account_id == a));
+        self.waiting = keep.into();
+        back.iter().map(|w| not_sent(&w.claim, why)).collect()
+    }
+}
+
+/// A sender task: takes waiting claims and sends them, one at a time, until none is left.
+async fn sender(slots: Arc<Mutex<Slots>>, answers: mpsc::UnboundedSender<Done>) {
+    loop {
+        let (work, max_wait) = {
+            let mut s = slots.lock().expect("slots lock");
+            match s.waiting.pop_front() {
+                Some(w) => (w, s.max_wait_ms),
+                None => {
+                    s.senders -= 1;
+                    return;
+                }
+            }
+        };
+        let waited = now_ms() - work.claim.sent_at;
+        let done = if waited > max_wait {
+            not_sent(&work.claim, &format!("waited {waited} ms for a free slot, longer than half the safety margin"))
+        } else {
+            work.ctx.attempt(work.account, work.claim).await
+        };
+        let mut back = Vec::new();
+        if done.changes_more_than_its_job() {
+            let mut s = slots.lock().expect("slots lock");
+            if matches!(done.verdict, Verdict::AppStopped(_)) {
+                s.app_halted = true;
+                back = s.hand_back(None, "the app was stopped");
+            } else {
+                s.halted.insert(done.record.account_id);
+                back = s.hand_back(Some(done.record.account_id), "the account was paused or stopped");
+            }
+        }
+        // The dispatcher outlives every request it sent; if it is gone the process is ending
+        // and the attempt stays "unknown" for the next start.
+        for d in back.into_iter().chain([done]) {
+            let _ = answers.send(d);
+        }
+    }
+}
+
+/// The answer for a claim that was never sent: the attempt stays in the ledger (counted, which
+/// errs on the safe side) as a transient result, and the job goes back to the queue with no
+/// failure counted.
+fn not_sent(claim: &Claim, why: &str) -> Done {
+    Done {
+        record: Record {
+            attempt_id: claim.attempt_id,
+            job_id: claim.job_id,
+            account_id: claim.account_id,
+            result: "transient",
+            sent: false,
+            http_status: None,
+            error_code: None,
+            message: format!("not sent: {why}"),
+            body: String::new(),
+            rl_limit: None,
+            rl_remaining: None,
+            rl_reset: None,
+            job: RecordJob::Requeue { not_before: 0, failure: false },
+            account: None,
+        },
+        verdict: Verdict::Transient("not sent".into()),
+    }
 }
 
 /// Works the queue off until it is empty, stopped, or blocked.
@@ -165,9 +299,31 @@ pub async fn run(
             "requests left without an answer by an earlier run: counted against the budget, their jobs queued again"
         );
     }
+    work_off(store, settings, client, shutdown, opts, observer).await
+}
+
+/// [`run`] without its start-up recovery, for a dispatcher that joins a ledger another live
+/// dispatcher is working (tests; `run`'s lock keeps a second `followq run` off a database):
+/// recovery would take that one's requests in flight for a crash's and queue their jobs again.
+pub async fn work_off(
+    store: &Store,
+    settings: &Settings,
+    client: &Client,
+    shutdown: CancellationToken,
+    opts: Options,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<Ending> {
     let sched = load_scheduler(store, settings, now_ms(), opts.seed).await?;
     let accounts = sched.accounts.iter().filter_map(|a| settings.account(&a.name).map(|c| (a.id, c.clone()))).collect();
     let (answers_tx, answers) = mpsc::unbounded_channel();
+    let slots = Slots {
+        waiting: VecDeque::new(),
+        senders: 0,
+        concurrency: settings.run.concurrency,
+        halted: HashSet::new(),
+        app_halted: false,
+        max_wait_ms: settings.limits.margin.as_millis() as i64 / 2,
+    };
     let mut d = Dispatcher {
         store,
         settings,
@@ -176,11 +332,19 @@ pub async fn run(
         outcomes: HashMap::new(),
         accounts,
         in_flight: 0,
+        ahead: claims_ahead(settings),
+        slots: Arc::new(Mutex::new(slots)),
+        writer: store.writer().await?,
+        turns: 0,
+        checkpointing: Arc::default(),
         answers_tx,
         answers,
         pending: Vec::new(),
     };
     let ending = d.work(&shutdown, &opts, observer).await;
+    // Claims still waiting for a slot are not sent now.
+    let back = d.slots.lock().expect("slots lock").hand_back(None, "the run was ending");
+    d.pending.extend(back);
     // Stop sending; let the requests that are out come back and be recorded. reqwest's timeout
     // bounds each; one that truly never returns stays "unknown" for the next start.
     let grace = tokio::time::Instant::now() + settings.api.timeout + Duration::from_secs(2);
@@ -210,7 +374,12 @@ impl Dispatcher<'_> {
             while let Ok(done) = self.answers.try_recv() {
                 self.pending.push(done);
             }
-            if let Some(e) = self.flush().await? {
+            // Answers that pause or stop an account, or the app, are written and absorbed before
+            // anything else is claimed; the rest ride along with the next claim.
+            let alone = self.pending.iter().any(Done::changes_more_than_its_job);
+            if (alone || self.pending.len() > RECORD_BATCH)
+                && let Some(e) = self.flush().await?
+            {
                 return Ok(e);
             }
             let now = now_ms();
@@ -225,9 +394,20 @@ impl Dispatcher<'_> {
                 }
             }
             let idle = self.in_flight == 0 && !opts.watch;
+            // Answers waiting to be written have freed their slots.
+            let out = self.in_flight - self.pending.len();
             let wake = match self.sched.decide(now) {
-                Decision::Send(i) if self.in_flight < self.settings.run.concurrency => {
-                    self.dispatch(i, now).await?;
+                Decision::Send(i) if out < self.settings.run.concurrency + self.ahead => {
+                    if let Some(e) = self.dispatch(i, now).await? {
+                        return Ok(e);
+                    }
+                    continue;
+                }
+                // Nothing to claim: write the answers alone, then decide again with them.
+                _ if !self.pending.is_empty() => {
+                    if let Some(e) = self.flush().await? {
+                        return Ok(e);
+                    }
                     continue;
                 }
                 Decision::Send(_) => None,
@@ -257,39 +437,107 @@ impl Dispatcher<'_> {
             let batch: Vec<Done> = self.pending.drain(..n).collect();
             let records: Vec<Record> = batch.iter().map(|d| d.record.clone()).collect();
             let written = self.store.record_batch(&records).await?;
-            debug!(answers = records.len(), "recorded");
-            self.in_flight -= batch.len();
-            for (done, ok) in batch.into_iter().zip(written) {
-                if !ok {
-                    warn!(
-                        attempt_id = done.record.attempt_id,
-                        "an answer for an attempt that already had one was ignored"
-                    );
-                    continue;
-                }
-                if let Some(e) = absorb(&mut self.sched, &mut self.outcomes, done, self.client) {
-                    ending = Some(e);
-                }
-            }
+            ending = self.absorb_all(batch, written).or(ending);
         }
         Ok(ending)
     }
 
-    /// Phase 1 for account `i` (as many jobs as it may send now), then each request on its own
-    /// task.
-    async fn dispatch(&mut self, i: usize, now: i64) -> anyhow::Result<()> {
-        let (store, settings, sched) = (self.store, self.settings, &mut self.sched);
-        let id = sched.accounts[i].id;
-        let view = WindowView {
-            start: now - sched.limits.window_ms,
-            per_user: settings.limits.per_user,
-            per_app: settings.limits.per_app,
-            known_max_id: sched.known_max_id,
-            user_used: sched.used(i, now),
-            app_used: sched.app_used(now),
+    /// Puts claims in line for a slot and starts senders for the free slots. A claim of an
+    /// account an unabsorbed answer paused or stopped is handed back at once.
+    fn enqueue(&mut self, works: Vec<Work>) {
+        let start = {
+            let mut s = self.slots.lock().expect("slots lock");
+            for w in works {
+                if s.app_halted || s.halted.contains(&w.claim.account_id) {
+                    // Claimed before the pause was written; not sent after it was answered.
+                    self.pending.push(not_sent(&w.claim, "the account was paused or stopped"));
+                } else {
+                    s.waiting.push_back(w);
+                }
+            }
+            let start = (s.concurrency - s.senders).min(s.waiting.len());
+            s.senders += start;
+            start
         };
-        let want = sched.burst(i, now, settings.run.concurrency.saturating_sub(self.in_flight));
-        match store.claim(id, now, view, want).await? {
+        for _ in 0..start {
+            tokio::spawn(sender(self.slots.clone(), self.answers_tx.clone()));
+        }
+    }
+
+    /// Every [`CHECKPOINT_EVERY`] turns, a WAL checkpoint on another connection, unless one is
+    /// still running: the turns' own connection never checkpoints (see [`Writer`]).
+    fn checkpoint_now_and_then(&mut self) {
+        self.turns += 1;
+        if self.turns < CHECKPOINT_EVERY || self.checkpointing.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        self.turns = 0;
+        let (store, busy) = (self.store.clone(), self.checkpointing.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.checkpoint().await {
+                warn!(error = %e, "WAL checkpoint failed (the next one will try again)");
+            }
+            busy.store(false, std::sync::atomic::Ordering::Release);
+        });
+    }
+
+    /// Applies written answers to the scheduler (`written[k]` false: the attempt already had an
+    /// answer, and this one changed nothing).
+    fn absorb_all(&mut self, batch: Vec<Done>, written: Vec<bool>) -> Option<Ending> {
+        debug!(answers = batch.len(), "recorded");
+        self.in_flight -= batch.len();
+        let mut ending = None;
+        for (done, ok) in batch.into_iter().zip(written) {
+            if done.record.account.is_some() {
+                // Absorbed: the scheduler knows of the pause or stop now, and claims no more.
+                self.slots.lock().expect("slots lock").halted.remove(&done.record.account_id);
+            }
+            if !ok {
+                warn!(attempt_id = done.record.attempt_id, "an answer for an attempt that already had one was ignored");
+                continue;
+            }
+            if let Some(e) = absorb(&mut self.sched, &mut self.outcomes, done, self.client) {
+                ending = Some(e);
+            }
+        }
+        ending
+    }
+
+    /// Phase 1 for account `i` (as many jobs as it may send now), in one transaction with the
+    /// answers waiting to be written; then each request on its own task. Returns an ending if one
+    /// of the answers stops the run.
+    async fn dispatch(&mut self, i: usize, now: i64) -> anyhow::Result<Option<Ending>> {
+        let id = self.sched.accounts[i].id;
+        let (per_user, per_app) = (self.settings.limits.per_user, self.settings.limits.per_app);
+        let view = WindowView {
+            start: now - self.sched.limits.window_ms,
+            per_user,
+            per_app,
+            known_max_id: self.sched.known_max_id,
+            user_used: self.sched.used(i, now),
+            app_used: self.sched.app_used(now),
+        };
+        let out = self.in_flight - self.pending.len();
+        let want = self.sched.burst(i, now, (self.settings.run.concurrency + self.ahead).saturating_sub(out));
+        let room = (per_user as usize)
+            .saturating_sub(view.user_used)
+            .min((per_app as usize).saturating_sub(view.app_used))
+            .min(want.max(1));
+        let ask = ClaimAsk { account_id: id, now, known_max_id: view.known_max_id, room };
+        let batch: Vec<Done> = self.pending.drain(..).collect();
+        let records: Vec<Record> = batch.iter().map(|d| d.record.clone()).collect();
+        let (written, result) = self.store.turn(&mut self.writer, &records, (room > 0).then_some(ask)).await?;
+        self.checkpoint_now_and_then();
+        let ending = self.absorb_all(batch, written);
+        let result = match result {
+            // The mirror says the window is full, yet the scheduler said send: count the ledger.
+            None | Some(ClaimResult::Foreign) => self.store.claim(id, now, view, want).await?,
+            Some(r) => r,
+        };
+        // By id: absorbing the answers may have reloaded nothing, but keep to one rule.
+        let Some(i) = self.sched.index_of(id) else { return Ok(ending) };
+        let (store, settings, sched) = (self.store, self.settings, &mut self.sched);
+        match result {
             ClaimResult::Claimed { claims, foreign } => {
                 debug!(account = id, claimed = claims.len(), want, "claimed");
                 let account = self
@@ -297,6 +545,7 @@ impl Dispatcher<'_> {
                     .get(&id)
                     .cloned()
                     .ok_or_else(|| anyhow::anyhow!("account {id} has no credentials"))?;
+                let mut works = Vec::with_capacity(claims.len());
                 for claim in claims {
                     sched.record_send(i, now);
                     sched.accounts[i].queued -= 1;
@@ -308,20 +557,15 @@ impl Dispatcher<'_> {
                         pace_factor: sched.accounts[i].pace_factor,
                         window_frees: sched.oldest_send(i).map_or(now, |t| t + sched.limits.window_ms),
                     };
-                    debug!(account = %account.name, job_id = claim.job_id, attempt_id = claim.attempt_id, "sending");
-                    let (account, tx) = (account.clone(), self.answers_tx.clone());
+                    debug!(account = %account.name, job_id = claim.job_id, attempt_id = claim.attempt_id, "claimed");
                     self.in_flight += 1;
-                    tokio::spawn(async move {
-                        let done = ctx.attempt(account, claim).await;
-                        // The dispatcher outlives every request it sent; if it is gone the
-                        // process is ending and the attempt stays "unknown" for the next start.
-                        let _ = tx.send(done);
-                    });
+                    works.push(Work { claim, account: account.clone(), ctx });
                 }
+                self.enqueue(works);
                 if foreign {
                     // Another process wrote to the ledger: take its view before deciding again.
                     warn!("the ledger has requests this run did not send (another process?): reloading it");
-                    reload(store, settings, now, sched).await?;
+                    reload(self.store, self.settings, now, &mut self.sched).await?;
                 }
             }
             ClaimResult::NoJob => {
@@ -336,7 +580,7 @@ impl Dispatcher<'_> {
                 sched.accounts[i].pause_reason = reason;
             }
             ClaimResult::Stopped(reason) => sched.accounts[i].stopped = Some(reason),
-            ClaimResult::UserFull | ClaimResult::AppFull => {
+            ClaimResult::UserFull | ClaimResult::AppFull | ClaimResult::Foreign => {
                 // The ledger knows sends this process did not make (another process, or a clock
                 // step): take its view and decide again.
                 warn!(account = %sched.accounts[i].name, "the ledger's window is fuller than expected; reloading it");
@@ -344,7 +588,7 @@ impl Dispatcher<'_> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        Ok(())
+        Ok(ending)
     }
 }
 
@@ -426,6 +670,7 @@ impl TaskCtx {
             job_id: claim.job_id,
             account_id: claim.account_id,
             result: "transient",
+            sent: true,
             http_status: None,
             error_code: None,
             message: String::new(),

@@ -355,8 +355,23 @@ async fn stopping_mid_run_leaves_nothing_in_flight() {
 /// The fault suite: 10 % 503, 5 % 500, 2 % hangs, 2 % drops, 2 % spurious 429s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_faults_every_job_finishes_and_requests_match_the_retry_policy() {
-    let seed = 4242;
-    let mut rig = Rig::new(&["alice", "bob", "carol"], 200, 500, Duration::from_secs(10)).await;
+    // A 10 s window's margin (50 ms) is too short to claim ahead of the free slots.
+    fault_case(4242, Duration::from_secs(10), None).await;
+}
+
+/// The same with claims taken ahead of the free slots (a margin of 4 s: a claim may wait 2 s for
+/// a slot): 3 s hangs make claims wait too long and come back unsent, and a 429 hands back the
+/// account's waiting claims. Unsent claims are in the ledger, marked, and never reach the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_faults_with_claims_ahead_unsent_claims_never_reach_the_api() {
+    fault_case(4343, Duration::from_secs(600), Some("4s")).await;
+}
+
+async fn fault_case(seed: u64, window: Duration, margin: Option<&str>) {
+    let mut rig = Rig::new(&["alice", "bob", "carol"], 200, 500, window).await;
+    if let Some(m) = margin {
+        rig.settings.limits.margin = humantime::parse_duration(m).unwrap();
+    }
     rig.settings.run.concurrency = 6;
     rig.settings.limits.pace = Pace::Asap;
     rig.settings.retry.max_attempts = 3;
@@ -370,9 +385,19 @@ async fn under_faults_every_job_finishes_and_requests_match_the_retry_policy() {
     assert_eq!(rig.run_with(CancellationToken::new(), Some(now_ms() + 120_000)).await, Ending::Finished);
     rig.assert_clean().await;
 
-    let log = rig.log().await;
+    let all = rig.log().await;
     let st = rig.sb.stats();
-    // Every request the sandbox saw is in the ledger, and every ledger entry was a request.
+    // Claims handed back unsent: each one's job was claimed again later.
+    let (unsent, log): (Vec<AttemptRow>, Vec<AttemptRow>) =
+        all.into_iter().partition(|a| a.message.starts_with("not sent"));
+    for u in &unsent {
+        assert_eq!(u.result.as_deref(), Some("transient"), "{u:?}");
+        assert!(log.iter().any(|a| a.job_id == u.job_id && a.id > u.id), "unsent and never claimed again: {u:?}");
+    }
+    if margin.is_some() {
+        assert!(!unsent.is_empty(), "seed {seed}: the hangs should have made some claims wait too long");
+    }
+    // Every request the sandbox saw is in the ledger, and every other ledger entry was a request.
     assert_eq!(st.creates.values().sum::<u64>(), log.len() as u64, "seed {seed}");
     let terminal = |r: &str| !matches!(r, "transient" | "rate_limited" | "unknown" | "clock_skew");
     let mut by_job: HashMap<i64, Vec<&AttemptRow>> = HashMap::new();
@@ -409,8 +434,9 @@ async fn under_faults_every_job_finishes_and_requests_match_the_retry_policy() {
     }
     let failed = out.values().filter(|o| *o == "failed").count();
     eprintln!(
-        "fault suite seed {seed}: {} requests for 300 jobs, faults {:?}, {failed} failed after 3 tries, 0 violations",
+        "fault suite seed {seed}: {} requests ({} claims unsent) for 300 jobs, faults {:?}, {failed} failed after 3 tries, 0 violations",
         log.len(),
+        unsent.len(),
         st.faults
     );
 }
@@ -429,7 +455,10 @@ async fn two_dispatchers_on_one_ledger_never_exceed_a_budget() {
     let client = Client::new(&rig.settings).unwrap();
     let deadline = Some(now_ms() + 60_000);
     let (mut silent_one, mut silent_two) = (Silent, Silent);
-    let one = worker::run(
+    // Recovered once, as `run` would at start; then neither may take the other's requests in
+    // flight for a crash's.
+    rig.store.recover().await.unwrap();
+    let one = worker::work_off(
         &rig.store,
         &rig.settings,
         &client,
@@ -437,7 +466,7 @@ async fn two_dispatchers_on_one_ledger_never_exceed_a_budget() {
         worker::Options { deadline, watch: false, seed: 1 },
         &mut silent_one,
     );
-    let two = worker::run(
+    let two = worker::work_off(
         &second,
         &rig.settings,
         &client,

@@ -7,7 +7,9 @@ mod ledger;
 
 pub use imports::ImportRow;
 pub use jobs::{COMMIT_EVERY, CountRow, ExportRow, INSERT_BATCH, ImportSession, NewJob, TargetKind};
-pub use ledger::{AttemptRow, Claim, ClaimResult, Record, RecordAccount, RecordJob, Recovered, WindowView};
+pub use ledger::{
+    AttemptRow, Claim, ClaimAsk, ClaimResult, Record, RecordAccount, RecordJob, Recovered, WindowView, Writer,
+};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -70,6 +72,7 @@ impl Store {
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open { path: path.display().to_string(), source: e })?;

@@ -123,11 +123,16 @@ pub struct Options {
     pub seed: u64,
 }
 
-/// An answered request: the record to write, and what it means.
+/// An answered request: the record to write, what it means, and when it came back.
 struct Done {
     record: Record,
     verdict: Verdict,
+    at: std::time::Instant,
 }
+
+/// How long an answer may wait to be written while the dispatcher gathers a larger turn: what a
+/// crash could make it re-send, bounded.
+const RECORD_WITHIN: Duration = Duration::from_millis(100);
 
 impl Done {
     /// Pauses or stops its account, or stops the app: must be written and absorbed before the
@@ -171,7 +176,7 @@ struct Dispatcher<'a> {
 
 /// Claims waiting for a free request slot, and the sender tasks that take them.
 ///
-/// The dispatcher claims up to three jobs per slot ahead of the free slots, so that a slot freed
+/// The dispatcher claims up to six jobs per slot ahead of the free slots, so that a slot freed
 /// while it is writing to the ledger is refilled at once, and each transaction carries more
 /// answers and claims (at high rates a transaction's fixed cost dominates). A waiting claim's
 /// attempt already counts against both budgets; its `sent_at` is its claim time, so the request
@@ -192,15 +197,18 @@ struct Slots {
     max_wait_ms: i64,
 }
 
-/// How many claims to take ahead of the free slots: three per slot, when half the safety margin
+/// How many claims to take ahead of the free slots: six per slot, when half the safety margin
 /// ([`Slots::max_wait_ms`]) is at least [`MIN_WAIT_FOR_AHEAD`]; none with a margin so short that
 /// a claim could not wait for a slot without being handed back (test windows of seconds).
 fn claims_ahead(settings: &Settings) -> usize {
-    if settings.limits.margin / 2 >= MIN_WAIT_FOR_AHEAD { 3 * settings.run.concurrency } else { 0 }
+    if settings.limits.margin / 2 >= MIN_WAIT_FOR_AHEAD { CLAIMS_AHEAD_PER_SLOT * settings.run.concurrency } else { 0 }
 }
 
 /// See [`claims_ahead`].
 const MIN_WAIT_FOR_AHEAD: Duration = Duration::from_secs(1);
+
+/// See [`claims_ahead`].
+const CLAIMS_AHEAD_PER_SLOT: usize = 6;
 
 /// A claimed job with what its request needs.
 struct Work {
@@ -279,6 +287,7 @@ fn not_sent(claim: &Claim, why: &str) -> Done {
             account: None,
         },
         verdict: Verdict::Transient("not sent".into()),
+        at: std::time::Instant::now(),
     }
 }
 
@@ -396,12 +405,18 @@ impl Dispatcher<'_> {
             let idle = self.in_flight == 0 && !opts.watch;
             // Answers waiting to be written have freed their slots.
             let out = self.in_flight - self.pending.len();
+            let free = (self.settings.run.concurrency + self.ahead).saturating_sub(out);
             let wake = match self.sched.decide(now) {
-                Decision::Send(i) if out < self.settings.run.concurrency + self.ahead => {
+                Decision::Send(i) if free >= self.claim_floor() || free > 0 && self.answers_kept_waiting() => {
                     if let Some(e) = self.dispatch(i, now).await? {
                         return Ok(e);
                     }
                     continue;
+                }
+                // Claims are still waiting for slots: gather more answers (for a moment at
+                // most), so the next turn writes them and claims in one larger transaction.
+                Decision::Send(_) if out > 0 && self.pending.len() <= RECORD_BATCH && !self.answers_kept_waiting() => {
+                    Some(now + RECORD_WITHIN.as_millis() as i64)
                 }
                 // Nothing to claim: write the answers alone, then decide again with them.
                 _ if !self.pending.is_empty() => {
@@ -462,6 +477,18 @@ impl Dispatcher<'_> {
         for _ in 0..start {
             tokio::spawn(sender(self.slots.clone(), self.answers_tx.clone()));
         }
+    }
+
+    /// True when the oldest answer not yet written came back [`RECORD_WITHIN`] ago or more.
+    fn answers_kept_waiting(&self) -> bool {
+        self.pending.first().is_some_and(|d| d.at.elapsed() >= RECORD_WITHIN)
+    }
+
+    /// The fewest free places (slots plus claims ahead) worth a turn: with claims ahead, half of
+    /// them, so a turn carries many answers and claims while the line still feeds every slot
+    /// (a turn's transaction costs as much as some thirty jobs' rows); without, one.
+    fn claim_floor(&self) -> usize {
+        (self.ahead / 2).max(1)
     }
 
     /// Every [`CHECKPOINT_EVERY`] turns, a WAL checkpoint on another connection, unless one is
@@ -525,8 +552,9 @@ impl Dispatcher<'_> {
             .min(want.max(1));
         let ask = ClaimAsk { account_id: id, now, known_max_id: view.known_max_id, room };
         let batch: Vec<Done> = self.pending.drain(..).collect();
-        let records: Vec<Record> = batch.iter().map(|d| d.record.clone()).collect();
+        let records: Vec<&Record> = batch.iter().map(|d| &d.record).collect();
         let (written, result) = self.store.turn(&mut self.writer, &records, (room > 0).then_some(ask)).await?;
+        drop(records);
         self.checkpoint_now_and_then();
         let ending = self.absorb_all(batch, written);
         let result = match result {
@@ -659,7 +687,7 @@ impl TaskCtx {
     async fn attempt(self, account: Account, claim: Claim) -> Done {
         let result = self.client.follow(&account, claim.kind, &claim.target, claim.notify).await;
         let (verdict, record) = self.decide(&claim, result);
-        Done { record, verdict }
+        Done { record, verdict, at: std::time::Instant::now() }
     }
 
     /// The record for an answer (or a transport failure).

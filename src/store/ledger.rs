@@ -496,41 +496,40 @@ impl Store {
     pub async fn turn(
         &self,
         writer: &mut Writer,
-        records: &[Record],
+        records: &[&Record],
         ask: Option<ClaimAsk>,
     ) -> Result<(Vec<bool>, Option<ClaimResult>), StoreError> {
         if records.iter().any(|r| r.account.is_some()) {
             return Err(StoreError::Stale("an answer that changes its account was given to turn".into()));
         }
-        let answers = serde_json::Value::Array(
-            records
-                .iter()
-                .map(|r| {
-                    let (state, outcome, not_before, failure) = match r.job {
-                        RecordJob::Done(o) => ("done", Some(o), 0, o == "failed"),
-                        RecordJob::Requeue { not_before, failure } => ("queued", None, not_before, failure),
-                    };
-                    serde_json::json!([
-                        r.attempt_id,
-                        r.result,
-                        r.http_status,
-                        r.error_code,
-                        r.message,
-                        r.body,
-                        r.rl_limit,
-                        r.rl_remaining,
-                        r.rl_reset,
-                        r.job_id,
-                        state,
-                        outcome,
-                        not_before,
-                        failure as i64,
-                        !r.sent as i64
-                    ])
-                })
-                .collect(),
-        )
-        .to_string();
+        // Serialised straight from borrowed fields: no JSON tree, no copies.
+        let answers: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let (state, outcome, not_before, failure) = match r.job {
+                    RecordJob::Done(o) => ("done", Some(o), 0, o == "failed"),
+                    RecordJob::Requeue { not_before, failure } => ("queued", None, not_before, failure),
+                };
+                (
+                    r.attempt_id,
+                    r.result,
+                    r.http_status,
+                    r.error_code,
+                    r.message.as_str(),
+                    r.body.as_str(),
+                    r.rl_limit,
+                    r.rl_remaining,
+                    r.rl_reset,
+                    r.job_id,
+                    state,
+                    outcome,
+                    not_before,
+                    failure as i64,
+                    !r.sent as i64,
+                )
+            })
+            .collect();
+        let answers = serde_json::to_string(&answers).map_err(|e| StoreError::Stale(format!("answers: {e}")))?;
         let ask = ask.unwrap_or(ClaimAsk { account_id: 0, now: 0, known_max_id: 0, room: 0 });
         let (account, at, known) = (ask.account_id, ask.now, ask.known_max_id);
         let query = sqlx::query(TURN_SQL)
@@ -686,12 +685,13 @@ mod tests {
 
         // Answers and the next claim in one turn; a repeated answer changes nothing.
         let answers: Vec<Record> = first.iter().map(answer).collect();
-        let (written, next) = store.turn(&mut w, &answers, ask(known, 2)).await.unwrap();
+        let refs: Vec<&Record> = answers.iter().collect();
+        let (written, next) = store.turn(&mut w, &refs, ask(known, 2)).await.unwrap();
         assert_eq!(written, [true, true, true]);
         let next = claims(next);
         assert_eq!(next.len(), 2);
         let known = next.last().unwrap().attempt_id;
-        let (written, none) = store.turn(&mut w, &answers[..1], None).await.unwrap();
+        let (written, none) = store.turn(&mut w, &refs[..1], None).await.unwrap();
         assert_eq!((written, none.is_none()), (vec![false], true));
         assert_eq!(store.open_attempts().await.unwrap(), 2);
 

@@ -83,6 +83,10 @@ impl Store {
         // this session inserted: the foreign-key lookups (two per row, a fifth of a large
         // import's time) could only ever succeed. The setting dies with the connection.
         sqlx::query("pragma foreign_keys = off").execute(&mut *conn).await?;
+        // A page cache twice the pool's: with many accounts the indexes have as many hot spots,
+        // and a cache that cannot hold them spills and rereads pages all through a transaction
+        // (a 1M-row import over 1,000 accounts: 32 s with 8 MiB, 24 s with 16; peak RSS 46 MB).
+        sqlx::query("pragma cache_size = -16384").execute(&mut *conn).await?;
         sqlx::query("begin").execute(&mut *conn).await?;
         Ok(ImportSession { conn, dry_run, began: Instant::now(), added: HashMap::new() })
     }

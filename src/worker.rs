@@ -270,22 +270,7 @@ async fn sender(slots: Arc<Mutex<Slots>>, answers: mpsc::UnboundedSender<Done>) 
 /// failure counted.
 fn not_sent(claim: &Claim, why: &str) -> Done {
     Done {
-        record: Record {
-            attempt_id: claim.attempt_id,
-            job_id: claim.job_id,
-            account_id: claim.account_id,
-            result: "transient",
-            sent: false,
-            http_status: None,
-            error_code: None,
-            message: format!("not sent: {why}"),
-            body: String::new(),
-            rl_limit: None,
-            rl_remaining: None,
-            rl_reset: None,
-            job: RecordJob::Requeue { not_before: 0, failure: false },
-            account: None,
-        },
+        record: Record { sent: false, message: format!("not sent: {why}"), ..Record::for_claim(claim) },
         verdict: Verdict::Transient("not sent".into()),
         at: std::time::Instant::now(),
     }
@@ -693,22 +678,7 @@ impl TaskCtx {
     /// The record for an answer (or a transport failure).
     fn decide(&self, claim: &Claim, result: Result<api::Response, api::Error>) -> (Verdict, Record) {
         let now = now_ms();
-        let mut rec = Record {
-            attempt_id: claim.attempt_id,
-            job_id: claim.job_id,
-            account_id: claim.account_id,
-            result: "transient",
-            sent: true,
-            http_status: None,
-            error_code: None,
-            message: String::new(),
-            body: String::new(),
-            rl_limit: None,
-            rl_remaining: None,
-            rl_reset: None,
-            job: RecordJob::Requeue { not_before: 0, failure: false },
-            account: None,
-        };
+        let mut rec = Record::for_claim(claim);
         let verdict = match result {
             Err(e) => {
                 rec.message = e.to_string();

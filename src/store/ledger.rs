@@ -157,6 +157,29 @@ pub struct Record {
     pub account: Option<RecordAccount>,
 }
 
+impl Record {
+    /// A blank answer for `claim`: sent, transient, nothing known yet, the job back in the queue.
+    /// Callers fill in what came back.
+    pub fn for_claim(claim: &Claim) -> Record {
+        Record {
+            attempt_id: claim.attempt_id,
+            job_id: claim.job_id,
+            account_id: claim.account_id,
+            result: "transient",
+            sent: true,
+            http_status: None,
+            error_code: None,
+            message: String::new(),
+            body: String::new(),
+            rl_limit: None,
+            rl_remaining: None,
+            rl_reset: None,
+            job: RecordJob::Requeue { not_before: 0, failure: false },
+            account: None,
+        }
+    }
+}
+
 /// One attempt, as [`Store::attempt_log`] reads it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttemptRow {
@@ -648,22 +671,7 @@ mod tests {
     }
 
     fn answer(c: &Claim) -> Record {
-        Record {
-            attempt_id: c.attempt_id,
-            job_id: c.job_id,
-            account_id: c.account_id,
-            result: "followed",
-            sent: true,
-            http_status: Some(200),
-            error_code: None,
-            message: String::new(),
-            body: String::new(),
-            rl_limit: None,
-            rl_remaining: None,
-            rl_reset: None,
-            job: RecordJob::Done("followed"),
-            account: None,
-        }
+        Record { result: "followed", http_status: Some(200), job: RecordJob::Done("followed"), ..Record::for_claim(c) }
     }
 
     fn claims(r: Option<ClaimResult>) -> Vec<Claim> {

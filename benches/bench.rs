@@ -285,23 +285,23 @@ const DISPATCH_JOBS: usize = 20_000;
 const DISPATCH_ACCOUNTS: usize = 10;
 const CONCURRENCY: usize = 8;
 
-fn lifted(names: &[String], base_url: &str) -> Settings {
-    let (mut s, _) = credentials(names);
-    s.api.base_url = base_url.to_string();
+/// An in-process sandbox and settings for it, both with the limits lifted.
+async fn lifted(names: &[String]) -> (Sandbox, Settings) {
+    let (mut s, mut cfg) = credentials(names);
+    cfg.per_user = 1_000_000_000;
+    cfg.per_app = 1_000_000_000;
+    let sb = Sandbox::start(cfg, 0).await.unwrap();
+    s.api.base_url = sb.base_url();
     s.limits.per_user = 1_000_000_000;
     s.limits.per_app = 1_000_000_000;
     s.limits.window = Duration::from_secs(3600);
     s.limits.pace = Pace::Asap;
     s.run.concurrency = CONCURRENCY;
-    s
+    (sb, s)
 }
 
 async fn dispatch_followq(names: &[String]) -> (f64, f64) {
-    let (_, mut cfg) = credentials(names);
-    cfg.per_user = 1_000_000_000;
-    cfg.per_app = 1_000_000_000;
-    let sb = Sandbox::start(cfg, 0).await.unwrap();
-    let settings = lifted(names, &sb.base_url());
+    let (sb, settings) = lifted(names).await;
     let (_dir, store) = queued_store(names, DISPATCH_JOBS).await;
     let client = Client::new(&settings).unwrap();
     let cpu0 = cpu_seconds();
@@ -316,11 +316,7 @@ async fn dispatch_followq(names: &[String]) -> (f64, f64) {
 }
 
 async fn dispatch_bare(names: &[String]) -> (f64, f64) {
-    let (_, mut cfg) = credentials(names);
-    cfg.per_user = 1_000_000_000;
-    cfg.per_app = 1_000_000_000;
-    let sb = Sandbox::start(cfg, 0).await.unwrap();
-    let settings = lifted(names, &sb.base_url());
+    let (_sb, settings) = lifted(names).await;
     let client = Client::new(&settings).unwrap();
     let next = Arc::new(AtomicUsize::new(0));
     let cpu0 = cpu_seconds();

@@ -159,7 +159,8 @@ struct Dispatcher<'a> {
     client: &'a Client,
     sched: Scheduler,
     outcomes: HashMap<i64, HashMap<&'static str, i64>>,
-    accounts: HashMap<i64, Account>,
+    /// Each account's credentials, shared by its requests.
+    accounts: HashMap<i64, Arc<Account>>,
     /// Claimed and not yet absorbed: waiting for a slot, out, or answered and pending.
     in_flight: usize,
     /// Claims taken ahead of the free slots (see [`Slots`]).
@@ -213,7 +214,7 @@ const CLAIMS_AHEAD_PER_SLOT: usize = 6;
 /// A claimed job with what its request needs.
 struct Work {
     claim: Claim,
-    account: Account,
+    account: Arc<Account>,
     ctx: TaskCtx,
 }
 
@@ -308,7 +309,8 @@ pub async fn work_off(
     observer: &mut dyn Observer,
 ) -> anyhow::Result<Ending> {
     let sched = load_scheduler(store, settings, now_ms(), opts.seed).await?;
-    let accounts = sched.accounts.iter().filter_map(|a| settings.account(&a.name).map(|c| (a.id, c.clone()))).collect();
+    let accounts =
+        sched.accounts.iter().filter_map(|a| settings.account(&a.name).map(|c| (a.id, Arc::new(c.clone())))).collect();
     let (answers_tx, answers) = mpsc::unbounded_channel();
     let slots = Slots {
         waiting: VecDeque::new(),
@@ -435,8 +437,9 @@ impl Dispatcher<'_> {
         while !self.pending.is_empty() {
             let n = self.pending.len().min(RECORD_BATCH);
             let batch: Vec<Done> = self.pending.drain(..n).collect();
-            let records: Vec<Record> = batch.iter().map(|d| d.record.clone()).collect();
+            let records: Vec<&Record> = batch.iter().map(|d| &d.record).collect();
             let written = self.store.record_batch(&records).await?;
+            drop(records);
             ending = self.absorb_all(batch, written).or(ending);
         }
         Ok(ending)
@@ -669,7 +672,7 @@ struct TaskCtx {
 
 impl TaskCtx {
     /// Sends one request and works out what its answer means; the dispatcher records it.
-    async fn attempt(self, account: Account, claim: Claim) -> Done {
+    async fn attempt(self, account: Arc<Account>, claim: Claim) -> Done {
         let result = self.client.follow(&account, claim.kind, &claim.target, claim.notify).await;
         let (verdict, record) = self.decide(&claim, result);
         Done { record, verdict, at: std::time::Instant::now() }

@@ -417,7 +417,7 @@ impl Store {
     /// state, any account's pause or stop. Guarded by the attempt id: an attempt that already
     /// has an answer (a late or repeated write) changes nothing, and its entry in the result is
     /// `false`.
-    pub async fn record_batch(&self, records: &[Record]) -> Result<Vec<bool>, StoreError> {
+    pub async fn record_batch(&self, records: &[&Record]) -> Result<Vec<bool>, StoreError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -446,7 +446,7 @@ impl Store {
         qb.push(") as v where attempts.id = v.column1 and attempts.finished_at is null returning attempts.id");
         let fresh: std::collections::HashSet<i64> =
             qb.build_query_scalar().fetch_all(&mut *tx).await?.into_iter().collect();
-        let live: Vec<&Record> = records.iter().filter(|r| fresh.contains(&r.attempt_id)).collect();
+        let live: Vec<&Record> = records.iter().copied().filter(|r| fresh.contains(&r.attempt_id)).collect();
         if !live.is_empty() {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "update jobs set state = v.column3, outcome = v.column4, not_before = v.column5,
@@ -720,7 +720,7 @@ mod tests {
         let mut pause = answer(&theirs[0]);
         pause.account =
             Some(RecordAccount::Pause { until: now_ms() + 60_000, reason: "test".into(), pace_factor: None });
-        store.record_batch(&[pause]).await.unwrap();
+        store.record_batch(&[&pause]).await.unwrap();
         let (_, r) = store.turn(&mut w, &[], ask(known, 2)).await.unwrap();
         assert!(matches!(r, Some(ClaimResult::Paused { .. })), "{r:?}");
 

@@ -245,6 +245,8 @@ async fn sender(slots: Arc<Mutex<Slots>>, answers: mpsc::UnboundedSender<Done>) 
         let done = if waited > max_wait {
             not_sent(&work.claim, &format!("waited {waited} ms for a free slot, longer than half the safety margin"))
         } else {
+            let c = &work.claim;
+            debug!(account = %work.account.name, job_id = c.job_id, attempt_id = c.attempt_id, waited, "sending");
             work.ctx.attempt(work.account, work.claim).await
         };
         let mut back = Vec::new();
@@ -561,22 +563,24 @@ impl Dispatcher<'_> {
                     .get(&id)
                     .cloned()
                     .ok_or_else(|| anyhow::anyhow!("account {id} has no credentials"))?;
-                let mut works = Vec::with_capacity(claims.len());
-                for claim in claims {
+                for claim in &claims {
                     sched.record_send(i, now);
                     sched.accounts[i].queued -= 1;
                     sched.known_max_id = sched.known_max_id.max(claim.attempt_id);
-                    let ctx = TaskCtx {
-                        client: self.client.clone(),
-                        retry: settings.retry.clone(),
-                        cooldown_ms: (settings.limits.window.as_millis() as f64 * COOLDOWN_SHARE) as i64,
-                        pace_factor: sched.accounts[i].pace_factor,
-                        window_frees: sched.oldest_send(i).map_or(now, |t| t + sched.limits.window_ms),
-                    };
-                    debug!(account = %account.name, job_id = claim.job_id, attempt_id = claim.attempt_id, "claimed");
-                    self.in_flight += 1;
-                    works.push(Work { claim, account: account.clone(), ctx });
                 }
+                // The same for every claim of the batch (taken after their sends are mirrored).
+                let ctx = TaskCtx {
+                    client: self.client.clone(),
+                    retry: settings.retry.clone(),
+                    cooldown_ms: (settings.limits.window.as_millis() as f64 * COOLDOWN_SHARE) as i64,
+                    pace_factor: sched.accounts[i].pace_factor,
+                    window_frees: sched.oldest_send(i).map_or(now, |t| t + sched.limits.window_ms),
+                };
+                self.in_flight += claims.len();
+                let works = claims
+                    .into_iter()
+                    .map(|claim| Work { claim, account: account.clone(), ctx: ctx.clone() })
+                    .collect();
                 self.enqueue(works);
                 if foreign {
                     // Another process wrote to the ledger: take its view before deciding again.
@@ -661,6 +665,7 @@ fn absorb(
 }
 
 /// What a request task needs.
+#[derive(Clone)]
 struct TaskCtx {
     client: Client,
     retry: crate::config::RetrySettings,

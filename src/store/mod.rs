@@ -16,6 +16,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 /// A store error: the database could not be opened, migrated, read or written.
@@ -57,29 +58,8 @@ pub struct Store {
 impl Store {
     /// Opens (creating if missing, mode 0600) and migrates the database at `path`.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        let existed = path.exists();
-        let opts = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), source: e })?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL: a committed transaction survives a process crash; only an OS crash or
-            // power loss can lose the last few, and those are re-sent as "unknown" (DESIGN §2).
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            .pragma("cache_size", "-8192")
-            .pragma("temp_store", "memory");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .test_before_acquire(false)
-            .connect_with(opts)
-            .await
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), source: e })?;
-        if !existed {
-            restrict_permissions(path);
-        }
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        let pool = connect(path).await?;
+        MIGRATOR.run(&pool).await?;
         Ok(Store { pool })
     }
 
@@ -128,6 +108,39 @@ impl Store {
     }
 }
 
+/// The schema's history, `migrations/`, built in.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The pool on the database at `path` (created if missing, mode 0600), not yet migrated.
+async fn connect(path: &Path) -> Result<SqlitePool, StoreError> {
+    let existed = path.exists();
+    let opts = SqliteConnectOptions::from_str("sqlite:")
+        .map_err(|e| StoreError::Open { path: path.display().to_string(), source: e })?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // WAL + NORMAL: a committed transaction survives a process crash; only an OS crash or
+        // power loss can lose the last few, and those are re-sent as "unknown" (DESIGN §2).
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        .pragma("cache_size", "-8192")
+        .pragma("temp_store", "memory")
+        // sqlx warns of any statement over a second with its whole text: a turn that waited
+        // for an import's lock, or a migration, would print pages of SQL to the user.
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .test_before_acquire(false)
+        .connect_with(opts)
+        .await
+        .map_err(|e| StoreError::Open { path: path.display().to_string(), source: e })?;
+    if !existed {
+        restrict_permissions(path);
+    }
+    Ok(pool)
+}
+
 #[cfg(unix)]
 fn restrict_permissions(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -138,3 +151,121 @@ fn restrict_permissions(path: &Path) {
 
 #[cfg(not(unix))]
 fn restrict_permissions(_: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::AssertSqlSafe;
+
+    /// Every column of every job and attempt, in id order, as one JSON text per table.
+    const DUMP: &str = "
+        select (select json_group_array(json_array(id, account_id, target_kind, target, notify, state, outcome,
+                    not_before, attempts, failures, attempt_id, last_status, last_code, last_message, import_id,
+                    created_at, finished_at)) from (select * from jobs order by id)),
+               (select json_group_array(json_array(id, job_id, account_id, sent_at, finished_at, result,
+                    http_status, error_code, message, body, rl_limit, rl_remaining, rl_reset))
+                  from (select * from attempts order by id))";
+
+    /// A database at migration 2 with jobs in every state and attempts answered and open,
+    /// opened by `Store::open` (which runs migration 3, the rebuild of both tables).
+    #[tokio::test]
+    async fn the_rebuild_to_cheap_checks_keeps_every_row_reference_count_and_constraint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let pool = connect(&path).await.unwrap();
+        MIGRATOR.run_to(20261125000002, &pool).await.unwrap();
+        sqlx::raw_sql(
+            "insert into accounts (id, name, created_at) values (1, 'alice', 1), (2, 'bob', 1);
+             insert into imports (id, source, started_at, finished_at) values (7, 'a.csv', 2, 3);
+             insert into jobs (id, account_id, target_kind, target, notify, import_id, created_at)
+             values (1, 1, 'screen_name', 'Ann', 0, 7, 4), (2, 1, 'user_id', '12', 1, 7, 4),
+                    (3, 2, 'screen_name', 'cid', 0, 7, 4), (4, 2, 'screen_name', 'dee', 0, 7, 4);
+             insert into job_counts (account_id, state, outcome, n) values (1, 'queued', '', 2), (2, 'queued', '', 2);
+             insert into attempts (id, job_id, account_id, sent_at, finished_at, result, http_status, error_code,
+                                   message, body, rl_limit, rl_remaining, rl_reset)
+             values (1, 1, 1, 10, 11, 'followed', 200, null, '', '', 400, 399, 99),
+                    (2, 3, 2, 12, 13, 'transient', 503, 130, 'over capacity', '{}', null, null, null),
+                    (3, 3, 2, 14, null, null, null, null, '', '', null, null, null);
+             update jobs set state = 'done', outcome = 'followed', attempts = 1, last_status = 200, finished_at = 11
+              where id = 1;
+             update jobs set state = 'in_flight', attempts = 2, failures = 1, attempt_id = 3, not_before = 13
+              where id = 3;",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let before: (String, String) = sqlx::query_as(DUMP).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+
+        let store = Store::open(&path).await.unwrap();
+        let after: (String, String) = sqlx::query_as(DUMP).fetch_one(&store.pool).await.unwrap();
+        assert_eq!(after, before);
+        assert!(before.0.contains("\"in_flight\"") && before.1.contains("over capacity"), "{before:?}");
+        assert_eq!(store.integrity_check().await.unwrap(), "ok");
+        let broken: Vec<(String, i64)> = sqlx::query_as("select \"table\", rowid from pragma_foreign_key_check")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert!(broken.is_empty(), "{broken:?}");
+        let schema: Vec<String> = sqlx::query_scalar(
+            "select name from sqlite_schema where tbl_name in ('jobs', 'attempts') and name not like 'sqlite_%'
+             order by name",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        let expected = [
+            "attempts",
+            "attempts_account_sent",
+            "attempts_open",
+            "attempts_sent",
+            "jobs",
+            "jobs_count_transition",
+            "jobs_done",
+            "jobs_in_flight",
+            "jobs_queued",
+        ];
+        assert_eq!(schema, expected);
+        // The dispatcher's next-job lookup and verify's finished jobs read their partial indexes.
+        for (query, index) in [
+            (
+                "select id from jobs where account_id = 1 and state = 'queued' and outcome is null and not_before <= 5
+                 order by id limit 4",
+                "jobs_queued",
+            ),
+            (
+                "select id from jobs where account_id = 1 and state = 'done' and outcome = 'followed' order by id",
+                "jobs_done",
+            ),
+        ] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(AssertSqlSafe(format!("explain query plan {query}")))
+                    .fetch_all(&store.pool)
+                    .await
+                    .unwrap();
+            assert!(plan.iter().any(|(.., detail)| detail.contains(index)), "{query}: {plan:?}");
+        }
+        // The rewritten checks still refuse what the old ones did, and the references hold.
+        for bad in [
+            "update jobs set state = 'queue' where id = 2",
+            "update jobs set state = 'done', outcome = 'follow' where id = 2",
+            "update jobs set notify = 2 where id = 2",
+            "insert into jobs (account_id, target_kind, target, created_at) values (1, 'name', 'x', 1)",
+            "insert into jobs (account_id, target_kind, target, created_at) values (1, 'screen_name', 'ANN', 1)",
+            "insert into jobs (account_id, target_kind, target, created_at) values (3, 'screen_name', 'x', 1)",
+            "update attempts set result = 'ok' where id = 3",
+            "insert into attempts (job_id, account_id, sent_at) values (99, 1, 1)",
+        ] {
+            assert!(sqlx::query(bad).execute(&store.pool).await.is_err(), "accepted: {bad}");
+        }
+        // The count trigger came back with the table: finishing job 2 moves it between counts.
+        sqlx::query("update jobs set state = 'done', outcome = 'not_found' where id = 2")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let kept = store.job_counts().await.unwrap();
+        assert_eq!(kept, store.recount_jobs().await.unwrap());
+        assert!(kept.iter().any(|c| c.outcome.as_deref() == Some("not_found") && c.n == 1), "{kept:?}");
+        store.close().await;
+    }
+}

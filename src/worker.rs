@@ -145,8 +145,8 @@ impl Done {
 /// Answers written per transaction at most (9 bound values each).
 const RECORD_BATCH: usize = 256;
 
-/// Turns between WAL checkpoints: a turn writes a few dozen pages, so the WAL stays near the
-/// size SQLite's own automatic checkpoint keeps it at (1000 pages).
+/// Turns between WAL checkpoints (see [`Store::checkpoint`]): a turn writes a few dozen pages, so
+/// the WAL stays near the size SQLite's own automatic checkpoint keeps it at (1000 pages).
 const CHECKPOINT_EVERY: u32 = 40;
 
 /// The dispatcher: the only writer of the ledger during a run. Requests go out on their own
@@ -167,9 +167,8 @@ struct Dispatcher<'a> {
     ahead: usize,
     slots: Arc<Mutex<Slots>>,
     writer: Writer,
-    /// Turns since the last WAL checkpoint, and whether one is running.
+    /// Turns since the last WAL checkpoint.
     turns: u32,
-    checkpointing: Arc<std::sync::atomic::AtomicBool>,
     answers_tx: mpsc::UnboundedSender<Done>,
     answers: mpsc::UnboundedReceiver<Done>,
     pending: Vec<Done>,
@@ -334,7 +333,6 @@ pub async fn work_off(
         slots: Arc::new(Mutex::new(slots)),
         writer: store.writer().await?,
         turns: 0,
-        checkpointing: Arc::default(),
         answers_tx,
         answers,
         pending: Vec::new(),
@@ -481,21 +479,21 @@ impl Dispatcher<'_> {
         (self.ahead / 2).max(1)
     }
 
-    /// Every [`CHECKPOINT_EVERY`] turns, a WAL checkpoint on another connection, unless one is
-    /// still running: the turns' own connection never checkpoints (see [`Writer`]).
-    fn checkpoint_now_and_then(&mut self) {
+    /// Every [`CHECKPOINT_EVERY`] turns, a WAL checkpoint on the turns' connection (after the
+    /// turn's claims are on their way, so the senders have work while it copies).
+    async fn checkpoint_now_and_then(&mut self) {
         self.turns += 1;
-        if self.turns < CHECKPOINT_EVERY || self.checkpointing.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if self.turns < CHECKPOINT_EVERY {
             return;
         }
         self.turns = 0;
-        let (store, busy) = (self.store.clone(), self.checkpointing.clone());
-        tokio::spawn(async move {
-            if let Err(e) = store.checkpoint().await {
-                warn!(error = %e, "WAL checkpoint failed (the next one will try again)");
+        match self.store.checkpoint(&mut self.writer).await {
+            Ok((log, copied)) if copied < log => {
+                debug!(log, copied, "WAL checkpoint incomplete (a reader holds an older snapshot)")
             }
-            busy.store(false, std::sync::atomic::Ordering::Release);
-        });
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "WAL checkpoint failed (the next one will try again)"),
+        }
     }
 
     /// Applies written answers to the scheduler (`written[k]` false: the attempt already had an
@@ -545,7 +543,6 @@ impl Dispatcher<'_> {
         let records: Vec<&Record> = batch.iter().map(|d| &d.record).collect();
         let (written, result) = self.store.turn(&mut self.writer, &records, (room > 0).then_some(ask)).await?;
         drop(records);
-        self.checkpoint_now_and_then();
         let ending = self.absorb_all(batch, written);
         let result = match result {
             // The mirror says the window is full, yet the scheduler said send: count the ledger.
@@ -608,6 +605,7 @@ impl Dispatcher<'_> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+        self.checkpoint_now_and_then().await;
         Ok(ending)
     }
 }

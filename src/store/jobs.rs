@@ -42,10 +42,11 @@ pub struct NewJob {
     pub notify: bool,
 }
 
-/// Rows per multi-row INSERT (4 bound values each, see [`insert_sql`]). Batching rows into statements, not only
-/// into transactions, is what makes import fast: every statement costs ~65 µs of hand-off in
-/// sqlx. 4,000 was no faster in measurement, and its prepared statement and bound values (~2 MB)
-/// made peak memory swing by several MB; at 1,000 a 5M-row import peaks within 6 % of a 1M one.
+/// Rows per multi-row INSERT (4 bound values each, see [`insert_sql`]). Batching rows into
+/// statements, not only into transactions, is what makes import fast: every statement costs
+/// ~65 µs of hand-off in sqlx. 4,000 was no faster in measurement, and its prepared statement and
+/// bound values (~2 MB) made peak memory swing by several MB; at 1,000 a 5M-row import peaks
+/// within 1 % of a 1M one.
 pub const INSERT_BATCH: usize = 1000;
 
 /// One (account, state, outcome) count, for status.

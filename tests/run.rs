@@ -369,7 +369,8 @@ async fn under_faults_with_claims_ahead_unsent_claims_never_reach_the_api() {
 }
 
 async fn fault_case(seed: u64, window: Duration, margin: Option<&str>) {
-    let mut rig = Rig::new(&["alice", "bob", "carol"], 200, 500, window).await;
+    // Budgets that never bind (100 jobs an account), large enough for 10 claims ahead (1 % of 1,000).
+    let mut rig = Rig::new(&["alice", "bob", "carol"], 1_000, 2_500, window).await;
     if let Some(m) = margin {
         rig.settings.limits.margin = humantime::parse_duration(m).unwrap();
     }

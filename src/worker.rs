@@ -358,8 +358,10 @@ pub async fn run(
 }
 
 /// [`run`] without its start-up recovery, for a dispatcher that joins a ledger another live
-/// dispatcher is working (tests; `run`'s lock keeps a second `followq run` off a database):
-/// recovery would take that one's requests in flight for a crash's and queue their jobs again.
+/// dispatcher is working (tests): recovery would take that one's requests in flight for a
+/// crash's and queue their jobs again. Outside tests that cannot happen: SQLite's WAL needs
+/// every process on one host (its shared memory does not work over a network file system), and
+/// on one host `run`'s lock keeps a second `followq run` off the database.
 pub async fn work_off(
     store: &Store,
     settings: &Settings,

@@ -443,8 +443,8 @@ async fn fault_case(seed: u64, window: Duration, margin: Option<&str>) {
     );
 }
 
-/// Two dispatchers on one database (the run lock bypassed, as two hosts sharing a queue would
-/// be): the ledger check in each claim keeps them together within every budget.
+/// Two dispatchers on one database (the run lock bypassed, as a second process that ignored it
+/// would): the ledger check in each claim keeps them together within every budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_dispatchers_on_one_ledger_never_exceed_a_budget() {
     let mut rig = Rig::new(&["alice", "bob"], 8, 12, Duration::from_secs(2)).await;

@@ -454,9 +454,7 @@ impl Dispatcher<'_> {
             }
             self.ahead = line_depth(self.ahead_most, self.answered.per_sec(), max_wait_ms(self.settings));
             let idle = self.in_flight == 0 && !opts.watch;
-            // Answers waiting to be written have freed their slots.
-            let out = self.in_flight - self.pending.len();
-            let free = (self.settings.run.concurrency + self.ahead).saturating_sub(out);
+            let free = self.free_places();
             let wake = match self.sched.decide(now) {
                 Decision::Send(i) if free >= self.claim_floor() || free > 0 && self.answers_kept_waiting() => {
                     if let Some(e) = self.dispatch(i, now).await? {
@@ -466,7 +464,11 @@ impl Dispatcher<'_> {
                 }
                 // Claims are still waiting for slots: gather more answers (for a moment at
                 // most), so the next turn writes them and claims in one larger transaction.
-                Decision::Send(_) if out > 0 && self.pending.len() <= RECORD_BATCH && !self.answers_kept_waiting() => {
+                Decision::Send(_)
+                    if self.in_flight > self.pending.len()
+                        && self.pending.len() <= RECORD_BATCH
+                        && !self.answers_kept_waiting() =>
+                {
                     Some(now + RECORD_WITHIN.as_millis() as i64)
                 }
                 // Nothing to claim: write the answers alone, then decide again with them.
@@ -529,6 +531,13 @@ impl Dispatcher<'_> {
         for _ in 0..start {
             tokio::spawn(sender(self.slots.clone(), self.answers_tx.clone()));
         }
+    }
+
+    /// Places for new claims: the slots plus the claims ahead, less the claims waiting or out
+    /// (answers waiting to be written have freed theirs).
+    fn free_places(&self) -> usize {
+        let out = self.in_flight - self.pending.len();
+        (self.settings.run.concurrency + self.ahead).saturating_sub(out)
     }
 
     /// True when the oldest answer not yet written came back [`RECORD_WITHIN`] ago or more.
@@ -597,8 +606,7 @@ impl Dispatcher<'_> {
             user_used: self.sched.used(i, now),
             app_used: self.sched.app_used(now),
         };
-        let out = self.in_flight - self.pending.len();
-        let want = self.sched.burst(i, now, (self.settings.run.concurrency + self.ahead).saturating_sub(out));
+        let want = self.sched.burst(i, now, self.free_places());
         let room = (per_user as usize)
             .saturating_sub(view.user_used)
             .min((per_app as usize).saturating_sub(view.app_used))

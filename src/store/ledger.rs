@@ -131,6 +131,16 @@ pub enum RecordJob {
     Requeue { not_before: i64, failure: bool },
 }
 
+impl RecordJob {
+    /// The job's new `state`, `outcome` and `not_before`, and whether it counts a failure.
+    fn columns(&self) -> (&'static str, Option<&'static str>, i64, bool) {
+        match *self {
+            RecordJob::Done(o) => ("done", Some(o), 0, o == "failed"),
+            RecordJob::Requeue { not_before, failure } => ("queued", None, not_before, failure),
+        }
+    }
+}
+
 /// What happens to the account after an answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordAccount {
@@ -216,6 +226,28 @@ pub struct Recovered {
 /// settings.
 pub struct Writer {
     conn: PoolConnection<Sqlite>,
+}
+
+/// A claimed job as both claims read it: job id, target kind, target, notify, failures, attempt id.
+type ClaimedRow = (i64, String, String, i64, i64, i64);
+
+/// The claims of `account_id`'s claimed rows, sent (claimed) at `now`, in attempt order.
+fn claims_of(account_id: i64, now: i64, rows: Vec<ClaimedRow>) -> Vec<Claim> {
+    let mut claims: Vec<Claim> = rows
+        .into_iter()
+        .map(|(job_id, kind, target, notify, failures, attempt_id)| Claim {
+            attempt_id,
+            job_id,
+            account_id,
+            kind: TargetKind::parse(&kind),
+            target,
+            notify: notify != 0,
+            sent_at: now,
+            failures,
+        })
+        .collect();
+    claims.sort_by_key(|c| c.attempt_id);
+    claims
 }
 
 /// The account's state, the ledger's newest id, and the claimed jobs (JSON) after a turn.
@@ -393,7 +425,7 @@ impl Store {
         }
         // ...then their jobs in flight, on those attempts (the ones newer than the watermark
         // read above, in this same transaction).
-        let rows: Vec<(i64, String, String, i64, i64, i64)> = sqlx::query_as(
+        let rows: Vec<ClaimedRow> = sqlx::query_as(
             "update jobs set state = 'in_flight', attempts = attempts + 1, attempt_id = a.id
              from attempts a
              where a.id > ?1 and a.job_id = jobs.id
@@ -403,21 +435,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut claims: Vec<Claim> = rows
-            .into_iter()
-            .map(|(job_id, kind, target, notify, failures, attempt_id)| Claim {
-                attempt_id,
-                job_id,
-                account_id,
-                kind: TargetKind::parse(&kind),
-                target,
-                notify: notify != 0,
-                sent_at: now,
-                failures,
-            })
-            .collect();
-        claims.sort_by_key(|c| c.attempt_id);
-        Ok(ClaimResult::Claimed { claims, foreign })
+        Ok(ClaimResult::Claimed { claims: claims_of(account_id, now, rows), foreign })
     }
 
     /// Phase 2 for many answers, in one transaction: each answer on its attempt, each job's next
@@ -464,10 +482,7 @@ impl Store {
             qb.push_bind(now);
             qb.push(" else finished_at end from (");
             qb.push_values(&live, |mut b, r| {
-                let (state, outcome, not_before, failure) = match r.job {
-                    RecordJob::Done(o) => ("done", Some(o), 0, o == "failed"),
-                    RecordJob::Requeue { not_before, failure } => ("queued", None, not_before, failure),
-                };
+                let (state, outcome, not_before, failure) = r.job.columns();
                 b.push_bind(r.job_id)
                     .push_bind(r.attempt_id)
                     .push_bind(state)
@@ -540,10 +555,7 @@ impl Store {
         let answers: Vec<_> = records
             .iter()
             .map(|r| {
-                let (state, outcome, not_before, failure) = match r.job {
-                    RecordJob::Done(o) => ("done", Some(o), 0, o == "failed"),
-                    RecordJob::Requeue { not_before, failure } => ("queued", None, not_before, failure),
-                };
+                let (state, outcome, not_before, failure) = r.job.columns();
                 (
                     r.attempt_id,
                     r.result,
@@ -606,24 +618,10 @@ impl Store {
         let Some((until, reason, stopped, max_id, claimed)) = status else {
             return Err(StoreError::Stale(format!("account {account} is not in the database")));
         };
-        let claimed: Vec<(i64, String, String, i64, i64, i64)> =
+        let claimed: Vec<ClaimedRow> =
             serde_json::from_str(&claimed).map_err(|e| StoreError::Stale(format!("claimed jobs: {e}")))?;
         let result = if !claimed.is_empty() {
-            let mut claims: Vec<Claim> = claimed
-                .into_iter()
-                .map(|(job_id, kind, target, notify, failures, attempt_id)| Claim {
-                    attempt_id,
-                    job_id,
-                    account_id: account,
-                    kind: TargetKind::parse(&kind),
-                    target,
-                    notify: notify != 0,
-                    sent_at: at,
-                    failures,
-                })
-                .collect();
-            claims.sort_by_key(|c| c.attempt_id);
-            ClaimResult::Claimed { claims, foreign: false }
+            ClaimResult::Claimed { claims: claims_of(account, at, claimed), foreign: false }
         } else if !stopped.is_empty() {
             ClaimResult::Stopped(stopped)
         } else if until > at {

@@ -266,10 +266,7 @@ pub fn load(src: &Sources<'_>) -> Result<Settings, ConfigError> {
     let raw = match std::fs::read_to_string(src.path) {
         Ok(text) => {
             warn_if_world_readable(src.path);
-            toml::from_str::<RawFile>(&text).map_err(|e| ConfigError::Parse {
-                path: src.path.to_path_buf(),
-                message: e.to_string().trim_end().replace('\n', " "),
-            })?
+            toml::from_str::<RawFile>(&text).map_err(|e| parse_error(src.path, &text, &e))?
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !src.explicit => RawFile::default(),
         Err(e) => return Err(ConfigError::Read { path: src.path.to_path_buf(), source: e }),
@@ -353,6 +350,77 @@ fn merge(raw: RawFile, env: &HashMap<String, String>) -> Result<Settings, Config
     Ok(s)
 }
 
+/// A TOML error as file, line, column, key and what is wrong, without the offending text: toml's
+/// own message quotes the line (and so a secret typed on it), and its descriptions quote values
+/// in backticks (`invalid type: integer `123``). Only what stands left of a `=` is named.
+fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let what = describe_toml_error(e.message());
+    let Some(span) = e.span() else {
+        return ConfigError::Parse { path: path.to_path_buf(), message: what };
+    };
+    let at = span.start.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_no = text[..at].matches('\n').count() + 1;
+    let column = text[line_start..at].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = key_of_line(line).map(|k| match table_of(&text[..line_start]) {
+        Some(t) => format!("{t}.{k}"),
+        None => k,
+    });
+    let message = match key {
+        Some(k) => format!("line {line_no}, column {column}: key `{k}`: {what}"),
+        None => format!("line {line_no}, column {column}: {what}"),
+    };
+    ConfigError::Parse { path: path.to_path_buf(), message }
+}
+
+/// toml's description of an error with every part that may quote a value taken out. Backticks
+/// hold field names in "unknown field `x`, expected one of `a`, `b`" and "missing field `x`"
+/// (names from followq's own structs, and the key, which the caller names from the line), and
+/// values everywhere else ("invalid type: integer `123`").
+fn describe_toml_error(message: &str) -> String {
+    let first = message.lines().next().unwrap_or("").trim();
+    if first.starts_with("unknown field") {
+        return match first.split_once("expected ") {
+            Some((_, expected)) => format!("unknown key; expected {expected}"),
+            None => "unknown key".into(),
+        };
+    }
+    if first.starts_with("missing field") || first.starts_with("duplicate key") {
+        return first.split('`').next().unwrap_or(first).trim().to_string();
+    }
+    // Values are quoted in backticks or, for strings, in double quotes.
+    let mut kept = String::new();
+    let mut quote = None;
+    for c in first.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '`' || c == '"' => quote = Some(c),
+            None => kept.push(c),
+        }
+    }
+    let kept = kept.split_whitespace().collect::<Vec<_>>().join(" ").replace(" ,", ",").replace(" :", ":");
+    let kept = kept.trim_end_matches([',', ':', ' ']);
+    kept.strip_suffix(", expected").unwrap_or(kept).to_string()
+}
+
+/// The key a `key = value` line sets, when what stands left of its `=` is a plain (or dotted)
+/// key; never anything right of it.
+fn key_of_line(line: &str) -> Option<String> {
+    let (left, _) = line.split_once('=')?;
+    let key = left.trim();
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | '\'' | ' ');
+    (!key.is_empty() && key.len() <= 64 && key.chars().all(plain)).then(|| key.to_string())
+}
+
+/// The table (`[app]`, `[[accounts]]`) the last header above `before` opens.
+fn table_of(before: &str) -> Option<String> {
+    let header = before.lines().rev().map(str::trim).find(|l| l.starts_with('['))?;
+    let name = header.trim_start_matches('[').split(']').next()?.trim();
+    key_of_line(&format!("{name}=")).filter(|_| !name.is_empty()).map(|_| name.to_string())
+}
+
 /// `alice-2` → `ALICE_2`, for `FOLLOWQ_<NAME>_TOKEN`.
 pub fn env_name(account: &str) -> String {
     account.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
@@ -362,9 +430,21 @@ fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
     v.trim().parse().map_err(|_| invalid(key, format!("'{v}' is not a whole number")))
 }
 
-/// Parses "30s", "24h", "1h 30m", "250ms".
+/// The longest window (and margin) followq accepts: a year and a day. Anything longer is surely
+/// a typo, and millisecond arithmetic on it could overflow.
+pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 86_400);
+
+/// The longest duration any setting or flag accepts (ten years): every sum followq makes of
+/// durations and times in milliseconds stays far inside `i64`.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+/// Parses "30s", "24h", "1h 30m", "250ms" — at most [`MAX_DURATION`].
 pub fn duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(v.trim()).map_err(|e| invalid(key, format!("'{v}': {e}")))
+    let d = humantime::parse_duration(v.trim()).map_err(|e| invalid(key, format!("'{}': {e}", v.trim())))?;
+    if d > MAX_DURATION {
+        return Err(invalid(key, format!("'{}' is longer than the 10 years followq accepts", v.trim())));
+    }
+    Ok(d)
 }
 
 /// The margin is a share of the window ("0.5%") or a duration ("2m").
@@ -374,21 +454,23 @@ fn parse_margin(v: &str, window: Duration) -> Result<Duration, ConfigError> {
         if !(0.0..=50.0).contains(&p) {
             return Err(invalid("limits.margin", format!("'{v}' must be between 0% and 50%")));
         }
-        Ok(window.mul_f64(p / 100.0))
+        // Checked before the share is taken: a window past the bound fails its own check.
+        Ok(window.min(MAX_WINDOW).mul_f64(p / 100.0))
     } else {
         duration("limits.margin", v)
     }
 }
 
 fn validate(s: &Settings) -> Result<(), ConfigError> {
-    if !(s.api.base_url.starts_with("http://") || s.api.base_url.starts_with("https://")) {
-        return Err(invalid("api.base_url", format!("'{}' must start with http:// or https://", s.api.base_url)));
-    }
-    if s.api.base_url.starts_with("http://") && !is_loopback_url(&s.api.base_url) {
-        return Err(invalid("api.base_url", "plain http is allowed only to a loopback address (the sandbox)"));
-    }
+    check_base_url(&s.api.base_url)?;
     if s.api.timeout.is_zero() {
         return Err(invalid("api.timeout", "must be more than 0"));
+    }
+    if s.limits.window > MAX_WINDOW {
+        return Err(invalid("limits.window", "must be at most 366 days"));
+    }
+    if s.limits.margin > MAX_WINDOW {
+        return Err(invalid("limits.margin", "must be at most 366 days"));
     }
     if s.limits.per_user == 0 || s.limits.per_app == 0 {
         return Err(invalid("limits", "per_user and per_app must be at least 1"));
@@ -402,7 +484,7 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.retry.max_attempts == 0 {
         return Err(invalid("retry.max_attempts", "must be at least 1"));
     }
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashMap::new();
     for a in &s.accounts {
         if a.name.is_empty()
             || a.name.len() > 64
@@ -410,16 +492,54 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         {
             return Err(invalid("accounts.name", format!("'{}' must be 1-64 of A-Z a-z 0-9 _ -", a.name)));
         }
-        if !seen.insert(a.name.as_str()) {
-            return Err(invalid("accounts.name", format!("'{}' is configured twice", a.name)));
+        // Names that differ only in case or in `-` against `_` would read the same
+        // FOLLOWQ_<NAME>_TOKEN: one account's requests could go out as another X account.
+        if let Some(other) = seen.insert(env_name(&a.name), a.name.as_str()) {
+            let message = if other == a.name {
+                format!("'{}' is configured twice", a.name)
+            } else {
+                format!(
+                    "'{other}' and '{}' share the environment names FOLLOWQ_{}_TOKEN/_TOKEN_SECRET: rename one",
+                    a.name,
+                    env_name(&a.name)
+                )
+            };
+            return Err(invalid("accounts.name", message));
         }
     }
     Ok(())
 }
 
-fn is_loopback_url(url: &str) -> bool {
-    let rest = url.trim_start_matches("http://");
-    rest.starts_with("127.") || rest.starts_with("localhost") || rest.starts_with("[::1]")
+/// The API's address: https anywhere; plain http (signed requests in clear text) only to a
+/// loopback address — `localhost` or a loopback IP, read from the parsed URL, never from a
+/// prefix of its text — and never with user info, which would also go out in clear.
+fn check_base_url(text: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| Err(invalid("api.base_url", format!("'{text}': {why}")));
+    let url = match reqwest::Url::parse(text) {
+        Ok(u) => u,
+        Err(e) => return bad(&format!("not a URL ({e})")),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return bad("must not carry a user name or password");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return bad("must not have a query or fragment");
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&url) => Ok(()),
+        "http" => bad("plain http is allowed only to localhost or a loopback IP (the sandbox)"),
+        _ => bad("must start with http:// or https://"),
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// Credentials must be present before anything is sent; import and status do not need them.
@@ -566,5 +686,103 @@ mod tests {
         let s = load_str(TEMPLATE, &[]).unwrap();
         assert_eq!(s.limits.pace, Pace::Spread);
         assert_eq!(s.retry.max_attempts, 5);
+    }
+
+    /// Defect: `window = "300000000y"` wrapped to a negative window in ms, which disabled the
+    /// budget (20 creates at once with per_user = 3); u64::MAX seconds panicked (exit 101).
+    #[test]
+    fn a_huge_window_or_margin_is_a_config_error_not_a_negative_window() {
+        for (text, key) in [
+            ("[limits]\nwindow = \"300000000y\"\nper_user = 3\n", "limits.window"),
+            ("[limits]\nwindow = \"18446744073709551615s\"\n", "limits.window"),
+            ("[limits]\nwindow = \"367d\"\n", "limits.window"),
+            ("[limits]\nmargin = \"400d\"\n", "limits.margin"),
+            ("[limits]\nmargin = \"18446744073709551615s\"\n", "limits.margin"),
+        ] {
+            let err = load_str(text, &[]).unwrap_err();
+            assert!(err.to_string().starts_with(key), "{text}: {err}");
+        }
+        let s = load_str("[limits]\nwindow = \"366d\"\nmargin = \"50%\"\n", &[]).unwrap();
+        assert!(s.limits.effective_window_ms() > 0 && s.limits.effective_window_ms() < i64::MAX / 1000);
+    }
+
+    /// Defect: any duration past Duration's or i64's reach panicked with exit 101.
+    #[test]
+    fn no_duration_overflows_or_panics() {
+        for key in ["api]\ntimeout", "retry]\nbase", "retry]\nmax", "limits]\nwindow", "limits]\nmargin"] {
+            for v in ["18446744073709551615s", "300000000y", "99999999999999999999999s"] {
+                let text = format!("[{key} = \"{v}\"\n");
+                let r = std::panic::catch_unwind(|| load_str(&text, &[]));
+                assert!(matches!(r, Ok(Err(_))), "{text}: not a clean error");
+            }
+        }
+        let err = load_str("", &[("FOLLOWQ_API_TIMEOUT", "18446744073709551615s")]).unwrap_err();
+        assert!(err.to_string().starts_with("api.timeout"), "{err}");
+        assert!(duration("--max-duration", "11y").is_err());
+        assert_eq!(duration("--max-duration", "8h").unwrap(), Duration::from_secs(8 * 3600));
+    }
+
+    /// Defect: `team-a` and `team_a` both read FOLLOWQ_TEAM_A_TOKEN, and one account's follows
+    /// went out as the other X account.
+    #[test]
+    fn account_names_that_share_environment_variables_are_refused() {
+        let two = |a: &str, b: &str| format!("[[accounts]]\nname = \"{a}\"\n[[accounts]]\nname = \"{b}\"\n");
+        for (a, b) in [("team-a", "team_a"), ("Team_A", "team-a"), ("alice", "ALICE")] {
+            let err = load_str(&two(a, b), &[("FOLLOWQ_TEAM_A_TOKEN", "t")]).unwrap_err();
+            assert!(err.to_string().contains("share the environment names"), "{a}/{b}: {err}");
+        }
+        let err = load_str(&two("bob", "bob"), &[]).unwrap_err();
+        assert!(err.to_string().contains("configured twice"), "{err}");
+        assert_eq!(load_str(&two("team-a", "team-b"), &[]).unwrap().accounts.len(), 2);
+    }
+
+    /// Defect: a prefix test let `http://127.0.0.1@attacker.example` and friends through, and
+    /// signed requests went out in clear text to them.
+    #[test]
+    fn plain_http_only_to_a_parsed_loopback_host() {
+        let url = |u: &str| load_str(&format!("[api]\nbase_url = \"{u}\"\n"), &[]);
+        for bad in [
+            "http://127.0.0.1@attacker.example",
+            "http://localhost.attacker.example",
+            "http://127.0.0.1.nip.io",
+            "http://localhost@evil.example:80",
+            "http://user:pw@127.0.0.1:8080",
+            "https://user@api.twitter.com",
+            "http://[::ffff:8.8.8.8]",
+            "http://example.com",
+            "ftp://127.0.0.1",
+            "127.0.0.1:8080",
+        ] {
+            let err = url(bad).unwrap_err();
+            assert!(err.to_string().starts_with("api.base_url"), "{bad}: {err}");
+        }
+        for good in
+            ["http://127.0.0.1:8080", "http://127.8.9.1", "http://localhost:9", "http://[::1]:80", "https://api.x.com"]
+        {
+            assert!(url(good).is_ok(), "{good}");
+        }
+    }
+
+    /// Defect: toml's message quotes the offending line, so a misspelt `consumer_secrte = "…"`
+    /// (or an unterminated string, a duplicate key, an integer secret) printed the secret.
+    #[test]
+    fn toml_errors_name_file_line_column_and_key_never_the_value() {
+        let secret = "s3cr3t-VALUE-9911";
+        for (text, line, key) in [
+            (format!("[app]\nconsumer_key = \"ck\"\nconsumer_secrte = \"{secret}\"\n"), 3, Some("app.consumer_secrte")),
+            (format!("[app]\nconsumer_secret = \"{secret}\n"), 2, Some("app.consumer_secret")),
+            (format!("[app]\nconsumer_secret = \"{secret}\"\nconsumer_secret = \"{secret}\"\n"), 3, None),
+            ("[[accounts]]\nname = \"a\"\ntoken_secret = 91823746\n".to_string(), 3, Some("accounts.token_secret")),
+            (format!("[[accounts]]\nname = \"a\"\ntoken_secret = [\"{secret}\"]\n"), 3, Some("accounts.token_secret")),
+            (format!("[limits]\nper_user = \"{secret}\"\n"), 2, Some("limits.per_user")),
+            (format!("[app]\nconsumer_secret = '''{secret}\n"), 3, None),
+        ] {
+            let err = load_str(&text, &[]).unwrap_err().to_string();
+            assert!(!err.contains(secret) && !err.contains("91823746"), "leaked: {err}");
+            assert!(err.contains("followq.toml") && err.contains(&format!("line {line}")), "{err}");
+            if let Some(k) = key {
+                assert!(err.contains(&format!("key `{k}`")), "{err}");
+            }
+        }
     }
 }

@@ -220,6 +220,9 @@ fn init_writes_private_files_and_refuses_to_overwrite() {
 #[test]
 fn the_environment_overrides_the_file() {
     let e = env();
+    // A database with no jobs (status reads one; it never creates it).
+    e.write("none.csv", "screen_name\n");
+    e.cmd().args(["import", "--account", "alice", "none.csv"]).assert().success();
     let out = e.cmd().args(["status", "--json"]).env("FOLLOWQ_LIMITS_PER_USER", "123").output().unwrap();
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     // No account has jobs yet, so the per-account rows are there only for configured accounts.

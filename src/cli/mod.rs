@@ -113,6 +113,13 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Opens the database for a command that only reads it: never created, never written.
+    pub async fn read_store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open_read_only(&self.db_path).await?)
+    }
+}
+
 /// A usage error found after parsing (exit status 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -84,7 +84,7 @@ pub struct Args {
 
 /// Builds the report (used by `status`, `run --dry-run` and the demo).
 pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
-    let (store, _) = ctx.open_store().await?;
+    let store = ctx.read_store().await?;
     let now = now_ms();
     let mut sched = worker::load_scheduler(&store, &ctx.settings, now, 0).await?;
     let counts = store.job_counts().await?;
@@ -143,6 +143,23 @@ fn account_statuses(
             next_slot: next,
         });
     }
+    // Configured accounts the database has not met yet (nothing imported for them).
+    for a in &ctx.settings.accounts {
+        if !sched.accounts.iter().any(|s| s.name == a.name) {
+            let limit = sched.limits.per_user;
+            out.push(AccountStatus {
+                name: a.name.clone(),
+                configured: true,
+                jobs: JobCounts::default(),
+                budget: Budget { limit, used: 0, left: limit as usize },
+                paused_until: None,
+                pause_reason: None,
+                stopped: None,
+                next_slot: None,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
 

@@ -159,6 +159,10 @@ pub fn hash_file(path: &Path) -> Result<String, IngestError> {
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// How long the importer waits for the reader's next batch before it commits what it has: a
+/// file's batches come far faster, so only a slow input (a pipe, a FIFO) pays for the commit.
+const INPUT_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Options for one import.
 pub struct Options<'a> {
     pub accounts: &'a Accounts,
@@ -187,13 +191,31 @@ pub async fn import(store: &Store, input: &Input, opts: Options<'_>) -> Result<S
     });
 
     let mut session = store.import_session(opts.dry_run).await?;
-    let import_id = session.begin_import(&name, &opts.content_hash).await?;
+    // The import's row is written with its first batch: until the input gives rows, nothing
+    // in the database waits on it.
+    let mut import_id = None;
     let mut sum = Summary { source: name.clone(), ..Summary::default() };
-    while let Some(item) = rx.recv().await {
+    loop {
+        let item = match tokio::time::timeout(INPUT_PAUSE, rx.recv()).await {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(_) => {
+                // A slow input (a pipe, a FIFO, a terminal): commit, and wait with no lock held.
+                session.pause().await?;
+                match rx.recv().await {
+                    Some(item) => item,
+                    None => break,
+                }
+            }
+        };
         match item {
             Item::Jobs(jobs, rows) => {
+                let id = match import_id {
+                    Some(id) => id,
+                    None => *import_id.insert(session.begin_import(&name, &opts.content_hash).await?),
+                };
                 sum.rows_read += rows;
-                let added = session.insert_jobs(import_id, &jobs).await?;
+                let added = session.insert_jobs(id, &jobs).await?;
                 sum.added += added;
                 sum.duplicates += jobs.len() as u64 - added;
             }
@@ -205,13 +227,18 @@ pub async fn import(store: &Store, input: &Input, opts: Options<'_>) -> Result<S
         }
     }
     // The reader's own result: a file-level error (not CSV, not an archive) ends the import here;
-    // the rows before it stay, and the import is left unfinished so the inbox tries it again.
+    // the rows before it stay, and the import is recorded as failed with its reason (the inbox
+    // does not try that content again).
     let read_result = reader_task
         .await
         .map_err(|e| IngestError::Format { file: name.clone(), message: format!("reader failed: {e}") })?;
+    let id = match import_id {
+        Some(id) => id,
+        None => session.begin_import(&name, &opts.content_hash).await?,
+    };
     match &read_result {
-        Ok(()) => session.finish(import_id, &sum).await?,
-        Err(_) => session.abandon().await?,
+        Ok(()) => session.finish(id, &sum).await?,
+        Err(e) => session.fail(id, &sum, &e.to_string()).await?,
     }
     read_result?;
     Ok(sum)

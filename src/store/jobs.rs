@@ -76,7 +76,9 @@ pub struct ExportRow {
 
 impl Store {
     /// A session for one import: batches go into a transaction committed every
-    /// [`COMMIT_EVERY`] (or never, for a dry run, whose counts are still exact).
+    /// [`COMMIT_EVERY`], and whenever the importer waits for input ([`ImportSession::pause`]).
+    /// A dry run writes only to a temporary table of its own connection, so it never takes the
+    /// database's write lock, and its counts are still exact.
     pub async fn import_session(&self, dry_run: bool) -> Result<ImportSession, StoreError> {
         let mut conn = self.pool.acquire().await?;
         // Dropped without finish or abandon (an error): closing the connection rolls back.
@@ -89,13 +91,23 @@ impl Store {
         // and a cache that cannot hold them spills and rereads pages all through a transaction
         // (a 1M-row import over 1,000 accounts: 32 s with 8 MiB, 24 s with 16; peak RSS 46 MB).
         sqlx::query("pragma cache_size = -16384").execute(&mut *conn).await?;
-        sqlx::query("begin").execute(&mut *conn).await?;
+        if dry_run {
+            sqlx::query(
+                "create temp table dry_jobs (account_id integer not null, target_kind text not null,
+                                             target text not null,
+                                             unique (account_id, target_kind, target collate nocase))",
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
         Ok(ImportSession {
             conn,
             dry_run,
+            in_tx: false,
             began: Instant::now(),
             added: HashMap::new(),
             full_sql: insert_sql(INSERT_BATCH).into(),
+            path: self.path.clone(),
         })
     }
 
@@ -297,9 +309,12 @@ pub const COMMIT_EVERY: Duration = Duration::from_secs(2);
 /// had to reread the unique index's pages its cache did not hold (a third of a 1M-row import's
 /// time, and a page cache per connection in memory).
 pub struct ImportSession {
-    /// Always inside a transaction between calls.
     conn: PoolConnection<Sqlite>,
     dry_run: bool,
+    /// A write transaction is open (and holds the write lock once it has written).
+    in_tx: bool,
+    /// The database's path, for messages.
+    path: Arc<str>,
     /// When the open transaction began.
     began: Instant,
     /// New jobs per account since the last commit, for job_counts.
@@ -309,8 +324,43 @@ pub struct ImportSession {
 }
 
 impl ImportSession {
-    /// The import's row (thrown away with a dry run).
+    /// Opens the write transaction if none is open, waiting while another process holds the
+    /// write lock (as [`Store::write_tx`] does).
+    async fn ensure_tx(&mut self) -> Result<(), StoreError> {
+        let mut waits = 0;
+        while !self.in_tx {
+            match sqlx::query("begin immediate").execute(&mut *self.conn).await {
+                Err(e) if super::is_busy(&e) => {
+                    waits += 1;
+                    super::note_wait(&self.path, waits);
+                }
+                other => {
+                    other?;
+                    self.in_tx = true;
+                    self.began = Instant::now();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The importer has nothing to write for now (its input is slow: a pipe, a FIFO, a
+    /// terminal): commits what it has, so the write lock is never held while it waits.
+    pub async fn pause(&mut self) -> Result<(), StoreError> {
+        if self.in_tx {
+            add_counts(&mut self.conn, &mut self.added).await?;
+            sqlx::query("commit").execute(&mut *self.conn).await?;
+            self.in_tx = false;
+        }
+        Ok(())
+    }
+
+    /// The import's row (none for a dry run: its id is 0).
     pub async fn begin_import(&mut self, source: &str, content_hash: &str) -> Result<i64, StoreError> {
+        if self.dry_run {
+            return Ok(0);
+        }
+        self.ensure_tx().await?;
         Ok(sqlx::query_scalar(
             "insert into imports (source, content_hash, started_at) values (?1, ?2, ?3) returning id",
         )
@@ -323,29 +373,26 @@ impl ImportSession {
 
     /// Inserts a batch; returns how many were new.
     pub async fn insert_jobs(&mut self, import_id: i64, jobs: &[NewJob]) -> Result<u64, StoreError> {
+        if self.dry_run {
+            return dry_insert(&mut self.conn, jobs).await;
+        }
+        self.ensure_tx().await?;
         let mut counts = std::mem::take(&mut self.added);
         let added = insert_jobs_in(&mut self.conn, &self.full_sql, import_id, jobs, &mut counts).await?;
         self.added = counts;
-        if !self.dry_run && self.began.elapsed() >= COMMIT_EVERY {
-            self.commit_and_continue().await?;
+        if self.began.elapsed() >= COMMIT_EVERY {
+            self.pause().await?;
         }
         Ok(added)
     }
 
-    async fn commit_and_continue(&mut self) -> Result<(), StoreError> {
-        add_counts(&mut self.conn, &mut self.added).await?;
-        sqlx::query("commit").execute(&mut *self.conn).await?;
-        sqlx::query("begin").execute(&mut *self.conn).await?;
-        self.began = Instant::now();
-        Ok(())
-    }
-
-    /// Records the import's counts and commits (a dry run rolls everything back instead).
+    /// Records the import's counts and commits (a dry run leaves nothing behind: its temporary
+    /// table goes with its connection).
     pub async fn finish(mut self, import_id: i64, s: &crate::ingest::Summary) -> Result<(), StoreError> {
         if self.dry_run {
-            sqlx::query("rollback").execute(&mut *self.conn).await?;
             return Ok(());
         }
+        self.ensure_tx().await?;
         sqlx::query(
             "update imports set finished_at = ?2, rows_read = ?3, added = ?4, duplicates = ?5, rejected = ?6 where id = ?1",
         )
@@ -362,14 +409,38 @@ impl ImportSession {
         Ok(())
     }
 
-    /// Keeps what was inserted but leaves the import unfinished (the file failed part-way).
-    pub async fn abandon(mut self) -> Result<(), StoreError> {
+    /// Keeps what was inserted and records the import as failed, with its counts and `why`
+    /// (the file failed part-way, or at its header): its content is not tried again.
+    pub async fn fail(mut self, import_id: i64, s: &crate::ingest::Summary, why: &str) -> Result<(), StoreError> {
         if self.dry_run {
-            sqlx::query("rollback").execute(&mut *self.conn).await?;
-        } else {
-            add_counts(&mut self.conn, &mut self.added).await?;
-            sqlx::query("commit").execute(&mut *self.conn).await?;
+            return Ok(());
         }
-        Ok(())
+        self.ensure_tx().await?;
+        sqlx::query("update imports set error = ?2 where id = ?1")
+            .bind(import_id)
+            .bind(why)
+            .execute(&mut *self.conn)
+            .await?;
+        self.finish(import_id, s).await
     }
+}
+
+/// A dry run's batch: the jobs new to both the queue and the rows this dry run already counted
+/// go into its temporary table; returns how many. Reads the queue, never writes it.
+async fn dry_insert(conn: &mut SqliteConnection, jobs: &[NewJob]) -> Result<u64, StoreError> {
+    let mut total = 0;
+    for chunk in jobs.chunks(INSERT_BATCH) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("insert or ignore into temp.dry_jobs (account_id, target_kind, target) ");
+        qb.push("select column1, column2, column3 from (");
+        qb.push_values(chunk, |mut b, j| {
+            b.push_bind(j.account_id).push_bind(j.kind.as_str()).push_bind(j.target.as_str());
+        });
+        qb.push(
+            ") as v where not exists (select 1 from main.jobs j where j.account_id = v.column1
+                and j.target_kind = v.column2 and j.target = v.column3 collate nocase)",
+        );
+        total += qb.build().execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(total)
 }

@@ -62,7 +62,9 @@ pub struct ClaimAsk {
 /// fails if an upgrade changes it. A round trip per statement ran the dispatch benchmark at about
 /// half the rate (3,392 against 6,310 follows/s, before the claims ahead).
 ///
-/// 0. `begin immediate`: the write lock first, so no other process can claim in between;
+/// It runs inside a transaction [`Store::turn`] opens first with `begin immediate` (the write
+/// lock first, so no other process can claim in between):
+///
 /// 1. the answers whose attempt already has one (a late or repeated write: they change nothing);
 /// 2. each answer on its attempt, unless the attempt already has one; `finished_at` is read
 ///    under the write lock, when the answer became known to every claim;
@@ -75,7 +77,6 @@ pub struct ClaimAsk {
 ///    `changes()` again);
 /// 7. `commit`.
 const TURN_SQL: &str = "
-begin immediate;
 select json_group_array(a.id) from json_each(?) as r join attempts a on a.id = r.value ->> 0
  where a.finished_at is not null;
 update attempts set finished_at = cast(unixepoch('subsec') * 1000 as integer), result = r.value ->> 1,
@@ -262,7 +263,8 @@ async fn read_turn(
         Result<sqlx::Either<sqlx::sqlite::SqliteQueryResult, sqlx::sqlite::SqliteRow>, sqlx::Error>,
     >,
 ) -> Result<(Vec<i64>, u64, TurnStatus), StoreError> {
-    let (mut step, mut stale, mut jobs_changed, mut status) = (0, Vec::new(), 0, None);
+    // Numbered as in [`TURN_SQL`]'s comment: the first statement is step 1.
+    let (mut step, mut stale, mut jobs_changed, mut status) = (1, Vec::new(), 0, None);
     while let Some(item) = results.try_next().await? {
         match item {
             sqlx::Either::Left(done) => {
@@ -281,7 +283,7 @@ async fn read_turn(
         }
     }
     if step != 8 {
-        return Err(StoreError::Stale(format!("the turn's statement list ended after {step} of 8 statements")));
+        return Err(StoreError::Stale(format!("the turn's statement list ended after {} of 7 statements", step - 1)));
     }
     Ok((stale, jobs_changed, status))
 }
@@ -315,7 +317,7 @@ impl Store {
     /// budget: the request may have reached X), and their jobs go back to the queue.
     pub async fn recover(&self) -> Result<Recovered, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin_with("begin immediate").await?;
+        let mut tx = self.write_tx().await?;
         let unknown = sqlx::query("update attempts set finished_at = ?1, result = 'unknown' where finished_at is null")
             .bind(now)
             .execute(&mut *tx)
@@ -363,7 +365,7 @@ impl Store {
     ) -> Result<ClaimResult, StoreError> {
         // IMMEDIATE takes the write lock up front, so two processes cannot both read "room left"
         // and both insert.
-        let mut tx = self.pool.begin_with("begin immediate").await?;
+        let mut tx = self.write_tx().await?;
         // One look at the account (paused? stopped?) and at the ledger's newest id: the same id
         // as the mirror's means the mirror's counts are the ledger's counts (every attempt is
         // inserted through here and mirrored at once).
@@ -446,7 +448,7 @@ impl Store {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin_with("begin immediate").await?;
+        let mut tx = self.write_tx().await?;
         // Taken under the write lock: finished_at is when the answers became known to every
         // claim, not when they started waiting.
         let now = now_ms();
@@ -592,6 +594,16 @@ impl Store {
             .bind(known)
             .bind(known)
             .bind(account);
+        let mut waits = 0;
+        loop {
+            match sqlx::query("begin immediate").execute(&mut *writer.conn).await {
+                Err(e) if super::is_busy(&e) => {
+                    waits += 1;
+                    self.note_wait(waits);
+                }
+                other => break other.map(drop)?,
+            };
+        }
         let outcome = read_turn(writer.conn.fetch_many(query)).await;
         let (stale, jobs_changed, status) = match outcome {
             Ok(v) => v,

@@ -14,6 +14,7 @@ pub use ledger::{
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::ConnectOptions;
@@ -24,6 +25,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub enum StoreError {
     #[error("database {path}: {source}")]
     Open { path: String, source: sqlx::Error },
+    #[error("{0}: no database here (`followq init` or `followq import` creates one)")]
+    Missing(String),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
@@ -53,14 +56,92 @@ pub struct AccountRow {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Where it is, for messages.
+    path: Arc<str>,
+}
+
+/// How long one statement waits for another process's write lock before SQLite gives up with
+/// "database is locked". The run's writes then wait again ([`Store::write_tx`]); everything
+/// else reports the error.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Logs that this process is waiting for another's write lock, about `waits` busy timeouts long.
+fn note_wait(path: &str, waits: u32) {
+    tracing::warn!(
+        database = %path,
+        waited_secs = u64::from(waits) * BUSY_TIMEOUT.as_secs(),
+        "another process holds the database's write lock (an import, `followq retry`, or another program): waiting for it"
+    );
+}
+
+/// True when `e` is SQLite's "database is locked" (SQLITE_BUSY, any extended code).
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| c & 0xff == 5),
+        _ => false,
+    }
 }
 
 impl Store {
     /// Opens (creating if missing, mode 0600) and migrates the database at `path`.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        let pool = connect(path).await?;
+        Store::open_with(path, BUSY_TIMEOUT).await
+    }
+
+    /// [`Store::open`] with another busy timeout (tests of a locked database).
+    pub(crate) async fn open_with(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
+        let pool = connect(path, busy_timeout).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, path: path.display().to_string().into() })
+    }
+
+    /// Opens an existing database for reading only (`status`, `export`): it never creates the
+    /// file, never takes the write lock, and so works beside any writer and on a read-only
+    /// file. A database from an older followq is brought up to date first (a write, once).
+    pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        if !path.exists() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(open_err)?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(opts).await.map_err(open_err)?;
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> = sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(None);
+        if applied.unwrap_or(0) < latest {
+            pool.close().await;
+            return Store::open(path).await;
+        }
+        Ok(Store { pool, path: path.display().to_string().into() })
+    }
+
+    /// A write transaction with the write lock taken up front (`begin immediate`), so that two
+    /// processes cannot both read "room left" and both insert. While another process holds the
+    /// lock (an import, `retry`, a `sqlite3` shell) this waits, saying so every busy timeout,
+    /// instead of failing: a run must outlast a writer that keeps the lock for a while.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, StoreError> {
+        let mut waits = 0u32;
+        loop {
+            match self.pool.begin_with("begin immediate").await {
+                Err(e) if is_busy(&e) => {
+                    waits += 1;
+                    self.note_wait(waits);
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+
+    /// See [`note_wait`].
+    fn note_wait(&self, waits: u32) {
+        note_wait(&self.path, waits);
     }
 
     /// Closes the pool, checkpointing the WAL.
@@ -71,7 +152,7 @@ impl Store {
     /// Inserts the configured accounts that are new and returns every account's id by name.
     pub async fn sync_accounts(&self, names: &[&str]) -> Result<HashMap<String, i64>, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for name in names {
             sqlx::query("insert into accounts (name, created_at) values (?1, ?2) on conflict (name) do nothing")
                 .bind(name)
@@ -112,17 +193,20 @@ impl Store {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The pool on the database at `path` (created if missing, mode 0600), not yet migrated.
-async fn connect(path: &Path) -> Result<SqlitePool, StoreError> {
+async fn connect(path: &Path, busy_timeout: Duration) -> Result<SqlitePool, StoreError> {
     let existed = path.exists();
     let opts = SqliteConnectOptions::from_str("sqlite:")
         .map_err(|e| StoreError::Open { path: path.display().to_string(), source: e })?
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        // WAL + NORMAL: a committed transaction survives a process crash; only an OS crash or
-        // power loss can lose the last few, and those are re-sent as "unknown" (DESIGN §2).
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10))
+        // WAL + FULL: every commit is on disk (the WAL fsynced) before it returns. The claim
+        // that covers a request is committed before the request leaves, so no power loss or
+        // OS crash can erase an attempt X may have seen: with NORMAL the last commits lived in
+        // the page cache until a checkpoint, and after a power loss their requests were
+        // neither counted nor known (the next run overspent and sent their jobs again).
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(busy_timeout)
         .foreign_keys(true)
         .pragma("cache_size", "-8192")
         .pragma("temp_store", "memory")
@@ -172,7 +256,7 @@ mod tests {
     async fn the_rebuild_to_cheap_checks_keeps_every_row_reference_count_and_constraint() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let pool = connect(&path).await.unwrap();
+        let pool = connect(&path, BUSY_TIMEOUT).await.unwrap();
         MIGRATOR.run_to(20261125000002, &pool).await.unwrap();
         sqlx::raw_sql(
             "insert into accounts (id, name, created_at) values (1, 'alice', 1), (2, 'bob', 1);

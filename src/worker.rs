@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,20 +70,42 @@ pub async fn load_scheduler(store: &Store, settings: &Settings, now: i64, seed: 
     Ok(s)
 }
 
-/// Takes the run lock beside the database: a second `run` on the same database is refused
-/// (the ledger check in each claim would keep two within the budget too, but two dispatchers
-/// would fight over pacing). The lock goes with the process, however it ends.
-pub fn lock(db_path: &Path) -> anyhow::Result<File> {
-    let path = PathBuf::from(format!("{}.lock", db_path.display()));
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
+/// The run lock: an exclusive `flock` on the database file itself, so that it is keyed on the
+/// file (its inode), not on a path: a second `followq run` reaching the same database through a
+/// symlink, a hard link or another spelling of its path is refused like one on the same path.
+/// (Its start-up recovery would take the first run's requests in flight for a crash's and send
+/// them again.) SQLite locks with `fcntl`, which does not meet `flock` on Linux or the BSDs.
+///
+/// Take it before the store opens, and drop it after the store is closed: closing any
+/// descriptor of a file drops the `fcntl` locks the process holds on it, SQLite's included, so
+/// this descriptor must not close while the store's connections are open. The lock goes with the
+/// process, however it ends.
+pub struct RunLock {
+    _file: File,
+}
+
+/// Takes the [`RunLock`] on the database at `db_path` (creating the file, mode 0600, if it does
+/// not exist yet: SQLite takes an empty file as a new database).
+pub fn lock(db_path: &Path) -> anyhow::Result<RunLock> {
+    let file = match File::open(db_path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            o.open(db_path).map_err(|e| anyhow::anyhow!("cannot create the database {}: {e}", db_path.display()))?
+        }
+        Err(e) => return Err(anyhow::anyhow!("cannot open the database {}: {e}", db_path.display())),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(RunLock { _file: file }),
         Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
-            "another `followq run` is working on {} (lock {}): wait for it, or stop it with Ctrl-C",
-            db_path.display(),
-            path.display()
+            "another `followq run` is working on {} (perhaps through another path to the same file): \
+             wait for it, or stop it with Ctrl-C",
+            db_path.display()
         )),
-        Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
+        Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", db_path.display())),
     }
 }
 
@@ -429,6 +451,8 @@ impl Dispatcher<'_> {
         observer: &mut dyn Observer,
     ) -> anyhow::Result<Ending> {
         let mut next_watch = tokio::time::Instant::now();
+        let mut next_refresh = tokio::time::Instant::now() + QUEUE_REFRESH;
+        let mut inbox = ingest::inbox::Watch::default();
         loop {
             while let Ok(done) = self.answers.try_recv() {
                 self.pending.push(done);
@@ -448,9 +472,14 @@ impl Dispatcher<'_> {
             }
             if opts.watch && tokio::time::Instant::now() >= next_watch {
                 next_watch = tokio::time::Instant::now() + WATCH_EVERY;
-                if watch_inbox(self.store, self.settings, &mut self.sched).await? {
+                if watch_inbox(self.store, self.settings, &mut inbox).await? {
+                    refresh_queue(self.store, &mut self.sched, now).await?;
                     continue;
                 }
+            }
+            if tokio::time::Instant::now() >= next_refresh {
+                next_refresh = tokio::time::Instant::now() + QUEUE_REFRESH;
+                refresh_queue(self.store, &mut self.sched, now).await?;
             }
             self.ahead = line_depth(self.ahead_most, self.answered.per_sec(), max_wait_ms(self.settings));
             let idle = self.in_flight == 0 && !opts.watch;
@@ -480,6 +509,13 @@ impl Dispatcher<'_> {
                 }
                 Decision::Send(_) => None,
                 Decision::Wait(t) => Some(t),
+                // Before saying so, a last look at the queue: jobs may have been added from
+                // outside (`followq import`, `followq retry` in another terminal).
+                Decision::Idle | Decision::Blocked
+                    if idle && refresh_queue(self.store, &mut self.sched, now).await? =>
+                {
+                    continue;
+                }
                 Decision::Idle if idle => return Ok(Ending::Finished),
                 Decision::Blocked if idle => return Ok(Ending::Blocked),
                 Decision::Idle | Decision::Blocked => None,
@@ -637,6 +673,12 @@ impl Dispatcher<'_> {
                     sched.record_send(i, now);
                     sched.accounts[i].queued -= 1;
                     sched.known_max_id = sched.known_max_id.max(claim.attempt_id);
+                }
+                // The last queued job is out: the account has no work until an answer (or new
+                // rows) queue one again, so the run does not wait out its pacing gap for nothing.
+                if sched.accounts[i].queued <= 0 {
+                    sched.accounts[i].queued = 0;
+                    sched.accounts[i].ready_at = None;
                 }
                 // The same for every claim of the batch (taken after their sends are mirrored).
                 let ctx = TaskCtx {
@@ -853,9 +895,11 @@ impl TaskCtx {
     }
 }
 
-/// Imports new inbox files during `run --watch`; true when any job was added.
-async fn watch_inbox(store: &Store, settings: &Settings, sched: &mut Scheduler) -> anyhow::Result<bool> {
-    let pending = ingest::inbox::pending(store, &settings.inbox).await?;
+/// Imports new inbox files during `run --watch`; true when any job was added. A file that
+/// cannot be read or imported is reported once and skipped: the run goes on.
+async fn watch_inbox(store: &Store, settings: &Settings, inbox: &mut ingest::inbox::Watch) -> anyhow::Result<bool> {
+    let report = |path: &Path, why: &str| warn!(file = %path.display(), error = %why, "inbox file skipped");
+    let pending = inbox.ready(store, &settings.inbox, report).await?;
     if pending.is_empty() {
         return Ok(false);
     }
@@ -873,19 +917,39 @@ async fn watch_inbox(store: &Store, settings: &Settings, sched: &mut Scheduler) 
                 info!(file = %path.display(), added = s.added, duplicates = s.duplicates, rejected = s.rejected, "inbox file imported");
                 added += s.added;
             }
-            Err(e) => warn!(file = %path.display(), error = %e, "inbox file not imported"),
-        }
-    }
-    if added > 0 {
-        let now = now_ms();
-        for (account, queued) in store.queued_counts().await? {
-            if let Some(i) = sched.index_of(account) {
-                sched.accounts[i].queued = queued;
-                sched.accounts[i].ready_at = Some(sched.accounts[i].ready_at.map_or(now, |r| r.min(now)));
+            Err(e) => {
+                warn!(file = %path.display(), error = %e, "inbox file not imported (recorded as failed; not tried again)")
             }
         }
     }
     Ok(added > 0)
+}
+
+/// How often a run looks at the queue's counts for work it did not put there (an import or a
+/// `followq retry` from another terminal, the inbox).
+const QUEUE_REFRESH: Duration = Duration::from_secs(2);
+
+/// Takes each account's queued count from the database, which counts every job whoever queued
+/// it; an account with more than the scheduler knew may send from `now`. True when any account
+/// gained work. (The dispatcher writes synchronously, so the database and the scheduler agree on
+/// everything this run did: a difference is someone else's.)
+async fn refresh_queue(store: &Store, sched: &mut Scheduler, now: i64) -> anyhow::Result<bool> {
+    let counts: HashMap<i64, i64> = store.queued_counts().await?.into_iter().collect();
+    let mut gained = false;
+    for a in &mut sched.accounts {
+        let n = counts.get(&a.id).copied().unwrap_or(0);
+        if n > a.queued {
+            gained = true;
+            a.ready_at = Some(a.ready_at.map_or(now, |r| r.min(now)));
+        } else if n == 0 {
+            a.ready_at = None;
+        }
+        a.queued = n;
+    }
+    if gained {
+        info!("new jobs in the queue: taking them into this run");
+    }
+    Ok(gained)
 }
 
 #[cfg(test)]

@@ -64,8 +64,10 @@ impl Client {
     /// A client for the configured API and app.
     pub fn new(settings: &Settings) -> Result<Client, Error> {
         install_crypto();
+        // No reqwest `.timeout()`: its clock runs on while the process is stopped, so an answer
+        // that arrived meanwhile was dropped as a time-out and the follow sent again. `send`
+        // bounds each request with [`within_running_time`] instead.
         let http = reqwest::Client::builder()
-            .timeout(settings.api.timeout)
             .connect_timeout(settings.api.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("followq/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64)
@@ -130,6 +132,18 @@ impl Client {
         params: &[(&str, &str)],
         account: &Account,
     ) -> Result<Response, Error> {
+        within_running_time(self.timeout, self.send_unbounded(method, path, params, account))
+            .await
+            .unwrap_or(Err(Error::Timeout(self.timeout)))
+    }
+
+    async fn send_unbounded(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        account: &Account,
+    ) -> Result<Response, Error> {
         let url = format!("{}{}", self.base_url, path);
         let keys = oauth::Keys {
             consumer_key: &self.consumer_key,
@@ -178,6 +192,42 @@ impl Client {
     }
 }
 
+/// How often [`within_running_time`] counts the time that passed.
+const TICK: Duration = Duration::from_millis(250);
+
+/// `fut`'s output, or `None` once it has been pending for `limit` of time this process was
+/// running. A time-out counted on the wall clock fires the moment a stopped process
+/// (SIGSTOP, Ctrl-Z, a debugger) resumes, before the answer that reached its socket meanwhile is
+/// read: the request is taken as lost and sent again. Here time is counted in ticks, and a gap
+/// between two ticks longer than two of them (the process was not running) does not count, so
+/// after a stop the answer has at least a tick's time to be read: a stop never times a request
+/// out.
+pub async fn within_running_time<F: std::future::Future>(limit: Duration, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is at once.
+    ticks.tick().await;
+    let (mut last, mut counted) = (tokio::time::Instant::now(), Duration::ZERO);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut fut => return Some(out),
+            _ = ticks.tick() => {
+                let now = tokio::time::Instant::now();
+                let gap = now - last;
+                last = now;
+                if gap <= 2 * TICK {
+                    counted += gap;
+                    if counted >= limit {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn header_i64(h: &HeaderMap, name: &str) -> Option<i64> {
     h.get(name)?.to_str().ok()?.trim().parse().ok()
 }
@@ -185,4 +235,47 @@ fn header_i64(h: &HeaderMap, name: &str) -> Option<i64> {
 fn header_date(h: &HeaderMap) -> Option<i64> {
     let t = httpdate::parse_http_date(h.get(DATE)?.to_str().ok()?).ok()?;
     Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stall of the whole runtime stands in for SIGSTOP: the answer arrives (on another
+    /// thread) while nothing runs, and is read after, not taken for a time-out.
+    #[test]
+    fn an_answer_that_arrived_while_the_process_was_stopped_is_used() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let (relay_tx, relay_rx) = tokio::sync::oneshot::channel();
+            // As hyper does: a connection task reads the socket and, some polls later, hands the
+            // answer on.
+            tokio::spawn(async move {
+                let answer = rx.await.unwrap();
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                let _ = relay_tx.send(answer);
+            });
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                tx.send("answer").unwrap();
+            });
+            let guarded = tokio::spawn(within_running_time(Duration::from_millis(600), relay_rx));
+            tokio::task::yield_now().await;
+            // "Stopped" for longer than the time-out; the answer came in meanwhile.
+            std::thread::sleep(Duration::from_millis(1500));
+            assert_eq!(guarded.await.unwrap().map(Result::unwrap), Some("answer"));
+        });
+    }
+
+    #[tokio::test]
+    async fn a_request_that_never_answers_times_out_after_its_running_time() {
+        let started = std::time::Instant::now();
+        let out = within_running_time(Duration::from_millis(600), std::future::pending::<()>()).await;
+        assert!(out.is_none());
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(600) && took < Duration::from_secs(5), "{took:?}");
+    }
 }

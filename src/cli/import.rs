@@ -39,18 +39,28 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         }
         None => None,
     };
+    let mut failed_files = 0;
     let inputs: Vec<(Input, String)> = if args.files.is_empty() {
-        let pending = inbox::pending(&store, &ctx.settings.inbox).await?;
-        if pending.is_empty() {
+        let scan = settled_inbox(&store, &ctx.settings.inbox).await?;
+        for (_, why) in &scan.unreadable {
+            eprintln!("followq: {why} (skipped)");
+            failed_files += 1;
+        }
+        for (path, _) in &scan.settling {
+            eprintln!(
+                "{}: still being written; skipped (`followq import` takes it once it stops changing)",
+                path.display()
+            );
+        }
+        if scan.ready.is_empty() && scan.unreadable.is_empty() && scan.settling.is_empty() {
             println!("inbox {}: no new files", ctx.settings.inbox.display());
         }
-        pending.into_iter().map(|(p, h)| (Input::File(p), h)).collect()
+        scan.ready.into_iter().map(|(p, h)| (Input::File(p), h)).collect()
     } else {
         args.files.iter().map(|f| (Input::from_arg(f), String::new())).collect()
     };
 
     let mut total = Summary { source: "total".into(), ..Summary::default() };
-    let mut failed_files = 0;
     let mut printed = 0u64;
     for (input, hash) in inputs {
         let mut on_reject = |r: &Reject| {
@@ -104,6 +114,22 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     } else {
         EXIT_OK
     })
+}
+
+/// The inbox once the files that are still changing have settled: waits for them as long as
+/// [`inbox::STABLE_FOR_UNENDED`] at most (a file copied in a moment ago), then takes what is
+/// ready.
+async fn settled_inbox(store: &crate::store::Store, dir: &std::path::Path) -> anyhow::Result<inbox::Scan> {
+    let give_up = std::time::SystemTime::now() + inbox::STABLE_FOR_UNENDED;
+    loop {
+        let scan = inbox::scan(store, dir).await?;
+        let Some(next) = scan.settling.iter().map(|(_, at)| *at).min() else { return Ok(scan) };
+        if next > give_up {
+            return Ok(scan);
+        }
+        let wait = next.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+        tokio::time::sleep(wait + std::time::Duration::from_millis(50)).await;
+    }
 }
 
 fn print_summary(s: &Summary, dry_run: bool) {

@@ -127,7 +127,7 @@ pub async fn work(
             eprintln!("followq: X refuses the app: {why}. Nothing more can be sent until that is fixed.");
             EXIT_FATAL
         }
-        Ending::Stopped | Ending::Blocked if queued > 0 => EXIT_STOPPED,
+        Ending::Stopped | Ending::Blocked | Ending::Finished if queued > 0 => EXIT_STOPPED,
         _ if bad > 0 => EXIT_PARTIAL,
         _ => EXIT_OK,
     })
@@ -135,6 +135,11 @@ pub async fn work(
 
 fn describe(ending: &Ending, queued: i64) -> String {
     match ending {
+        // Jobs queued from outside in the run's last moment: the run never says "finished"
+        // over a queue that is not empty.
+        Ending::Finished if queued > 0 => {
+            format!("{queued} jobs were queued as the run ended; `followq run` sends them")
+        }
         Ending::Finished => "every job finished".into(),
         Ending::Stopped => format!("stopped with {queued} jobs left; `followq run` resumes"),
         Ending::Blocked => {

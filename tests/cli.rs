@@ -321,3 +321,118 @@ fn the_sandbox_command_serves_on_loopback_and_reports_stats() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A connection to the test's database that gives up at once on a lock, for checking who holds
+/// it.
+async fn impatient(db: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    sqlx::sqlite::SqliteConnectOptions::new().filename(db).busy_timeout(Duration::ZERO).connect().await.unwrap()
+}
+
+/// Defect: `sleep 25 | followq import -` opened its transaction first and held the write lock
+/// while it waited for input; ~10 s later a running `run` exited 1 ("database is locked"), and
+/// `status` needed the write lock too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_waiting_for_input_holds_no_lock_and_status_needs_none() {
+    use sqlx::Connection;
+    use std::io::Write;
+    let (sb, env) = rig(&["alice"], WINDOW_10S).await;
+    env.write("l.csv", "a1\na2\na3\n");
+    env.cmd().args(["import", "l.csv"]).assert().success();
+    let mut import = Command::new(assert_cmd::cargo::cargo_bin("followq"));
+    import.current_dir(env.dir.path()).args(["import", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut import = import.stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = import.stdin.take().unwrap();
+    writeln!(stdin, "screen_name\nslow_one\nslow_two").unwrap();
+    stdin.flush().unwrap();
+    // The import has read its first rows and waits for more: the lock is free...
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut conn = impatient(&env.db()).await;
+    sqlx::query("begin immediate").execute(&mut conn).await.expect("the waiting import holds the write lock");
+    // ...and status works while another writer holds it.
+    let out = env.cmd().args(["status", "--json"]).output().unwrap();
+    assert!(out.status.success(), "status under a writer's lock: {}", String::from_utf8_lossy(&out.stderr));
+    sqlx::query("rollback").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    // A run beside the waiting import finishes its work.
+    let out = env.cmd().args(["run", "--no-progress"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sb.stats().follows.get("alice").copied(), Some(3));
+    writeln!(stdin, "slow_three").unwrap();
+    drop(stdin);
+    let out = wait(import).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("<stdin>: 3 rows read, 3 added"));
+}
+
+/// Defect: a second run through a symlink (or another path to the same file) was not refused;
+/// its start-up recovery took the first run's live requests for a crash's, and 4 follows were
+/// sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_through_a_symlink_or_hard_link_is_refused() {
+    let (sb, env) =
+        rig(&["alice"], "[limits]\nper_user = 100\nper_app = 300\nwindow = \"10s\"\npace = \"spread\"\n").await;
+    env.write("l.csv", (0..20).map(|i| format!("t{i}\n")).collect::<String>());
+    env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
+    std::fs::create_dir(env.path("sub")).unwrap();
+    std::os::unix::fs::symlink(env.db(), env.path("sub/link.db")).unwrap();
+    std::fs::hard_link(env.db(), env.path("hard.db")).unwrap();
+    let first = spawn(&env, &["run", "--no-progress"]);
+    eventually(10, || sb.stats().creates.get("alice").copied().unwrap_or(0) >= 1).await;
+    for db in ["sub/link.db", "hard.db", "./sub/../followq.db"] {
+        let out = env.cmd().args(["--db", db, "run", "--no-progress"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{db}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("another `followq run` is working on"), "{db}");
+    }
+    signal(&first, "-TERM");
+    assert_eq!(wait(first).await.status.code(), Some(4));
+    let store = Store::open(&env.db()).await.unwrap();
+    let log = store.attempt_log().await.unwrap();
+    assert!(log.iter().all(|a| a.result.as_deref() != Some("unknown")), "no second run recovered: {log:?}");
+    assert_eq!(sb.stats().duplicate_creates, 0);
+    assert_eq!(sb.stats().creates["alice"], log.len() as u64);
+}
+
+/// Defect: a reply that arrived while the process was stopped (SIGSTOP past the time-out, then
+/// SIGCONT) was taken as a time-out and the follow sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_that_arrives_while_the_process_is_stopped_is_used_not_resent() {
+    let (sb, env) = rig(&["alice"], WINDOW_10S).await;
+    // Each answer comes a second after its request; the client's time-out is 2 s.
+    sb.set_faults(Faults { hang: 1.0, hang_for: Duration::from_secs(1), seed: 3, ..Faults::default() });
+    env.write("l.csv", "only_one\n");
+    env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
+    let child = spawn(&env, &["run", "--no-progress"]);
+    eventually(10, || sb.stats().creates.get("alice").copied().unwrap_or(0) >= 1).await;
+    signal(&child, "-STOP");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    signal(&child, "-CONT");
+    let out = wait(child).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sb.stats().creates["alice"], 1, "the follow was sent again");
+    let s = env.status();
+    assert_eq!(s["jobs"]["by_outcome"]["followed"], 1);
+}
+
+/// Defect: one unreadable or malformed file in the inbox stopped `run --watch`, or was imported
+/// again every 2 s forever (a warning and an unfinished import each time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_inbox_file_is_reported_once_and_the_watch_goes_on() {
+    let (sb, env) = rig(&["alice"], WINDOW_10S).await;
+    let child = spawn(&env, &["run", "--watch", "--no-progress"]);
+    env.write("jobs/inbox/bad.csv", "name,comment\nbob,hi\n");
+    env.write("jobs/inbox/good.csv", "screen_name\ngood_one\n");
+    eventually(20, || sb.stats().follows.get("alice").copied().unwrap_or(0) == 1).await;
+    // Three more scans of the inbox.
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    signal(&child, "-INT");
+    let out = wait(child).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("inbox file not imported").count(), 1, "{stderr}");
+    let s = env.status();
+    let imports = s["imports"].as_array().unwrap();
+    assert_eq!(imports.len(), 2, "{imports:?}");
+    let bad = imports.iter().find(|i| i["source"].as_str().unwrap().ends_with("bad.csv")).unwrap();
+    assert!(bad["error"].as_str().unwrap().contains("no recognised column"), "{bad}");
+}

@@ -510,3 +510,51 @@ async fn code_226_cools_the_account_down_and_slows_it() {
     assert!(rig.outcomes().await.values().all(|o| o == "followed"), "the job waited, it did not fail");
     rig.assert_clean().await;
 }
+
+/// Defect: jobs queued while a run was going (`followq import` or `followq retry` in another
+/// terminal) were left behind, and the run said "every job finished".
+#[tokio::test]
+async fn jobs_queued_from_outside_during_a_run_are_sent_before_it_finishes() {
+    // 300 ms between alice's requests: five jobs keep the run going for over a second.
+    let mut rig = Rig::new(&["alice", "bob"], 20, 100, Duration::from_secs(6)).await;
+    rig.settings.limits.pace = Pace::Spread;
+    rig.queue(&numbered("alice", "first", 5)).await;
+    let other = Store::open(&rig._dir.path().join("q.db")).await.unwrap();
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Another process's import, for both the busy account and one with nothing queued.
+        let ids = other.sync_accounts(&["alice", "bob"]).await.unwrap();
+        let path = rig._dir.path().join("late.csv");
+        std::fs::write(&path, "account,screen_name\nalice,late_a\nbob,late_b1\nbob,late_b2\n").unwrap();
+        let accounts = Accounts::new(ids, None).unwrap();
+        let mut on_reject = |r: &ingest::Reject| panic!("rejected {r:?}");
+        let opts = ingest::Options {
+            accounts: &accounts,
+            dry_run: false,
+            on_reject: &mut on_reject,
+            content_hash: String::new(),
+        };
+        assert_eq!(ingest::import(&other, &Input::File(path), opts).await.unwrap().added, 3);
+    };
+    let (ending, ()) = tokio::join!(rig.run(), late);
+    assert_eq!(ending, Ending::Finished);
+    let out = rig.outcomes().await;
+    assert_eq!(out.len(), 8);
+    assert!(out.values().all(|o| o == "followed"), "{out:?}");
+    rig.assert_clean().await;
+    assert_eq!(rig.sb.stats().creates.values().sum::<u64>(), 8);
+}
+
+/// Defect: after its last job the run waited one pacing gap before it noticed the queue was
+/// empty (1 job at X's limits: done at once, the run ended 3m28s later; after a 226, ~58 min).
+#[tokio::test]
+async fn the_run_ends_when_its_last_job_is_answered_not_a_pacing_gap_later() {
+    // 4 per 60 s in spread mode: 15 s between requests, far past the deadline below.
+    let mut rig = Rig::new(&["alice"], 4, 100, Duration::from_secs(60)).await;
+    rig.settings.limits.pace = Pace::Spread;
+    rig.queue(&numbered("alice", "only", 1)).await;
+    let ending = rig.run_with(CancellationToken::new(), Some(now_ms() + 5_000)).await;
+    assert_eq!(ending, Ending::Finished, "the run waited for the next slot of an empty queue");
+    assert_eq!(rig.outcomes().await[&("alice".to_string(), "only0".to_string())], "followed");
+    rig.assert_clean().await;
+}

@@ -251,7 +251,11 @@ pub fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     if !r.imports.is_empty() {
         writeln!(out, "\nrecent imports:")?;
         for i in &r.imports {
-            let state = if i.finished_at > 0 { local_time(i.finished_at) } else { "unfinished".into() };
+            let state = match (i.finished_at, i.error.as_str()) {
+                (0, _) => "unfinished".to_string(),
+                (t, "") => local_time(t),
+                (_, why) => format!("failed: {why}"),
+            };
             writeln!(
                 out,
                 "  #{:<4} {}  {} rows: {} added, {} already queued, {} rejected  ({state})",

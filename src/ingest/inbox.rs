@@ -125,3 +125,105 @@ fn changed_at(meta: &std::fs::Metadata) -> Option<SystemTime> {
         meta.modified().ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{self, Accounts, Input};
+
+    /// Sets a file's modification time `secs` seconds back, as if it had stopped changing then.
+    fn age(path: &Path, secs: u64) {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(secs)).unwrap();
+    }
+
+    async fn import_ready(store: &Store, scan: Scan) -> Vec<String> {
+        let ids = store.sync_accounts(&["alice"]).await.unwrap();
+        let accounts = Accounts::new(ids, None).unwrap();
+        for (path, hash) in scan.ready {
+            let mut on_reject = |_: &ingest::Reject| {};
+            let opts =
+                ingest::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: hash };
+            let _ = ingest::import(store, &Input::File(path), opts).await;
+        }
+        store.export_rows(&[]).await.unwrap().into_iter().map(|r| r.target).collect()
+    }
+
+    /// Defect: a file still being written was imported half-way, and its partial last line
+    /// (`part` of `partial000`) stayed queued as a target.
+    #[tokio::test]
+    async fn a_file_still_being_written_is_not_imported_half_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let inbox = dir.path().join("inbox");
+        std::fs::create_dir(&inbox).unwrap();
+        let file = inbox.join("list.csv");
+        std::fs::write(&file, "screen_name\ncomplete1\npart").unwrap();
+        let scan1 = scan(&store, &inbox).await.unwrap();
+        assert!(scan1.ready.is_empty() && scan1.settling.len() == 1, "{scan1:?}");
+        // Unchanged for longer than a file with whole lines needs, but its last line has no end.
+        age(&file, STABLE_FOR.as_secs() + 1);
+        assert!(scan(&store, &inbox).await.unwrap().ready.is_empty());
+        // The writer finishes the line: now the file settles after the short wait.
+        std::fs::write(&file, "screen_name\ncomplete1\npartial000\n").unwrap();
+        assert!(scan(&store, &inbox).await.unwrap().ready.is_empty(), "just changed");
+        age(&file, STABLE_FOR.as_secs() + 1);
+        let ready = scan(&store, &inbox).await.unwrap();
+        assert_eq!(import_ready(&store, ready).await, ["complete1", "partial000"]);
+        // A file without a final line end is taken too, once it has been still long enough.
+        let other = inbox.join("no_eol.csv");
+        std::fs::write(&other, "screen_name\nlast_one").unwrap();
+        age(&other, STABLE_FOR_UNENDED.as_secs() + 1);
+        let ready = scan(&store, &inbox).await.unwrap();
+        assert_eq!(import_ready(&store, ready).await, ["complete1", "partial000", "last_one"]);
+    }
+
+    /// Defect: a file with a malformed header was imported again at every scan (a warning and
+    /// an unfinished import every 2 s, forever). It is recorded as failed, with its reason, and
+    /// its content is not tried again; an unreadable one is reported once.
+    #[tokio::test]
+    async fn a_bad_inbox_file_is_recorded_as_failed_once_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let inbox = dir.path().join("inbox");
+        std::fs::create_dir(&inbox).unwrap();
+        let bad = inbox.join("bad.csv");
+        std::fs::write(&bad, "name,comment\nbob,hi\n").unwrap();
+        age(&bad, 5);
+        let first = scan(&store, &inbox).await.unwrap();
+        assert_eq!(first.ready.len(), 1);
+        assert!(import_ready(&store, first).await.is_empty());
+        let again = scan(&store, &inbox).await.unwrap();
+        assert!(again.ready.is_empty(), "the failed content is not tried again: {again:?}");
+        let imports = store.recent_imports(5).await.unwrap();
+        assert_eq!(imports.len(), 1, "{imports:?}");
+        assert!(imports[0].finished_at > 0 && imports[0].error.contains("no recognised column"), "{imports:?}");
+
+        let mut watch = Watch::default();
+        let mut reports = Vec::new();
+        #[cfg(unix)]
+        if !is_root() {
+            use std::os::unix::fs::PermissionsExt;
+            let locked = inbox.join("locked.csv");
+            std::fs::write(&locked, "screen_name\nx\n").unwrap();
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+            for _ in 0..3 {
+                let ready =
+                    watch.ready(&store, &inbox, |p, why| reports.push((p.to_path_buf(), why.to_string()))).await;
+                assert!(ready.unwrap().is_empty());
+            }
+            assert_eq!(reports.len(), 1, "reported once: {reports:?}");
+            assert!(reports[0].1.contains("Permission denied"), "{reports:?}");
+        }
+        let good = inbox.join("good.csv");
+        std::fs::write(&good, "screen_name\ngood_one\n").unwrap();
+        age(&good, 5);
+        let ready = watch.ready(&store, &inbox, |p, why| reports.push((p.to_path_buf(), why.to_string()))).await;
+        assert_eq!(ready.unwrap().len(), 1, "the good file still goes in");
+    }
+
+    #[cfg(unix)]
+    fn is_root() -> bool {
+        std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(true)
+    }
+}

@@ -13,10 +13,13 @@ pub struct ImportRow {
     pub added: i64,
     pub duplicates: i64,
     pub rejected: i64,
+    /// Why the import failed; empty when it did not.
+    pub error: String,
 }
 
 impl Store {
-    /// True when content with this hash was already imported to the end.
+    /// True when content with this hash was already imported to the end, or failed (then it
+    /// is not tried again).
     pub async fn content_imported(&self, content_hash: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar("select count(*) from imports where content_hash = ?1 and finished_at > 0")
             .bind(content_hash)
@@ -28,7 +31,7 @@ impl Store {
     /// The most recent imports, newest first.
     pub async fn recent_imports(&self, limit: i64) -> Result<Vec<ImportRow>, StoreError> {
         Ok(sqlx::query_as(
-            "select id, source, started_at, finished_at, rows_read, added, duplicates, rejected
+            "select id, source, started_at, finished_at, rows_read, added, duplicates, rejected, error
              from imports order by id desc limit ?1",
         )
         .bind(limit)

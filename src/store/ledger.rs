@@ -672,7 +672,13 @@ mod tests {
     /// A store with `n` queued jobs for one account; its id.
     async fn store_with(n: usize) -> (tempfile::TempDir, Store, i64) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let (store, id) = store_at(&dir.path().join("t.db"), n).await;
+        (dir, store, id)
+    }
+
+    /// [`store_with`] at `path`.
+    async fn store_at(path: &std::path::Path, n: usize) -> (Store, i64) {
+        let store = Store::open(path).await.unwrap();
         let id = store.sync_accounts(&["alice"]).await.unwrap()["alice"];
         let mut session = store.import_session(false).await.unwrap();
         let import = session.begin_import("t.csv", "").await.unwrap();
@@ -688,7 +694,7 @@ mod tests {
             rejected: 0,
         };
         session.finish(import, &summary).await.unwrap();
-        (dir, store, id)
+        (store, id)
     }
 
     fn answer(c: &Claim) -> Record {
@@ -776,5 +782,57 @@ mod tests {
         // The first count includes the import's frames; from the second on, 40 turns' worth.
         let (least, most) = (frames[1..].iter().min().unwrap(), frames[1..].iter().max().unwrap());
         assert!(*least > 0 && *most < 2 * *least, "the WAL grew: {frames:?}");
+    }
+
+    /// Defect: with `synchronous = NORMAL` a claim's WAL frames reached the disk only at a
+    /// checkpoint, after its request had left: a power loss erased attempts X had seen, the
+    /// next run overspent, and their jobs were sent twice. Every commit on the turns'
+    /// connection, and on the pool's (claim, record, recover), is synced before it returns.
+    #[tokio::test]
+    async fn the_claiming_connection_syncs_every_commit_before_the_request_leaves() {
+        let (_dir, store, _) = store_with(1).await;
+        let mut w = store.writer().await.unwrap();
+        let on_writer: i64 = sqlx::query_scalar("pragma synchronous").fetch_one(&mut *w.conn).await.unwrap();
+        let mut conn = store.pool.acquire().await.unwrap();
+        let on_pool: i64 = sqlx::query_scalar("pragma synchronous").fetch_one(&mut *conn).await.unwrap();
+        // 2 is FULL: in WAL mode the WAL is fsynced at every commit.
+        assert_eq!((on_writer, on_pool), (2, 2));
+        let mode: String = sqlx::query_scalar("pragma journal_mode").fetch_one(&mut *conn).await.unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    /// Defect: a writer that held the lock longer than the busy timeout (an import waiting on
+    /// a pipe) made `run` exit 1 with "database is locked". The run's writes wait it out.
+    #[tokio::test]
+    async fn a_run_outlasts_a_writer_that_holds_the_lock_past_the_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(store_at(&path, 1).await);
+        let store = Store::open_with(&path, std::time::Duration::from_millis(100)).await.unwrap();
+        let id = store.sync_accounts(&["alice"]).await.unwrap()["alice"];
+        let other = Store::open(&path).await.unwrap();
+        let mut held = other.pool.begin_with("begin immediate").await.unwrap();
+        sqlx::query("update accounts set pace_factor = 1.0").execute(&mut *held).await.unwrap();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            held.commit().await.unwrap();
+        });
+        let view = WindowView { start: 0, per_user: 10, per_app: 10, known_max_id: 0, user_used: 0, app_used: 0 };
+        let started = std::time::Instant::now();
+        let claimed = store.claim(id, now_ms(), view, 1).await.unwrap();
+        assert!(matches!(claimed, ClaimResult::Claimed { .. }), "{claimed:?}");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(500), "it waited for the lock");
+        release.await.unwrap();
+        let mut w = store.writer().await.unwrap();
+        let mut held = other.pool.begin_with("begin immediate").await.unwrap();
+        sqlx::query("update accounts set pace_factor = 1.0").execute(&mut *held).await.unwrap();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            held.commit().await.unwrap();
+        });
+        assert_eq!(store.recover().await.unwrap().requeued_jobs, 1);
+        let (written, _) = store.turn(&mut w, &[], None).await.unwrap();
+        assert!(written.is_empty());
+        release.await.unwrap();
     }
 }

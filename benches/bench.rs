@@ -302,9 +302,15 @@ async fn lifted(names: &[String]) -> (Sandbox, Settings) {
 
 /// Wall and CPU seconds of the run, and the largest the WAL file grew during it (sampled every
 /// 10 ms: the turns come back to back, and the WAL must still start over now and then).
-async fn dispatch_followq(names: &[String]) -> (f64, f64, u64) {
+/// `synced`: every commit synced before its request leaves (followq's only mode); false: the
+/// `synchronous = NORMAL` it had before, to show what the sync costs.
+async fn dispatch_followq(names: &[String], synced: bool) -> (f64, f64, u64) {
     let (sb, settings) = lifted(names).await;
-    let (dir, store) = queued_store(names, DISPATCH_JOBS).await;
+    let (dir, mut store) = queued_store(names, DISPATCH_JOBS).await;
+    if !synced {
+        store.close().await;
+        store = Store::open_unsynced_for_benchmark(&dir.path().join("q.db")).await.unwrap();
+    }
     let client = Client::new(&settings).unwrap();
     let running = Arc::new(AtomicBool::new(true));
     let sampler = {
@@ -361,15 +367,19 @@ async fn dispatch_bare(names: &[String]) -> (f64, f64) {
 async fn bench_dispatch(out: &mut String) {
     let names: Vec<String> = (0..DISPATCH_ACCOUNTS).map(|i| format!("acct{i}")).collect();
     let (mut fq, mut bare, mut fq_cpu, mut bare_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut normal, mut normal_cpu) = (Vec::new(), Vec::new());
     let mut wal_max = 0;
     for _ in 0..runs() {
         let (w, c) = dispatch_bare(&names).await;
         bare.push(DISPATCH_JOBS as f64 / w);
         bare_cpu.push(c * 1e6 / DISPATCH_JOBS as f64);
-        let (w, c, wal) = dispatch_followq(&names).await;
+        let (w, c, wal) = dispatch_followq(&names, true).await;
         wal_max = wal_max.max(wal);
         fq.push(DISPATCH_JOBS as f64 / w);
         fq_cpu.push(c * 1e6 / DISPATCH_JOBS as f64);
+        let (w, c, _) = dispatch_followq(&names, false).await;
+        normal.push(DISPATCH_JOBS as f64 / w);
+        normal_cpu.push(c * 1e6 / DISPATCH_JOBS as f64);
     }
     let (f, b) = (median(fq.clone()), median(bare.clone()));
     let _ = writeln!(
@@ -379,8 +389,16 @@ async fn bench_dispatch(out: &mut String) {
     );
     let _ = writeln!(out, "| | median follows/s | runs | CPU per job (process, incl. sandbox) |\n|---|---|---|---|");
     let _ = writeln!(out, "| followq run | {f:.0} | {} | {:.0} µs |", fmt_list0(&fq), median(fq_cpu));
+    let _ = writeln!(
+        out,
+        "| followq run, commits not synced (synchronous = NORMAL, before issue 11) | {:.0} | {} | {:.0} µs |",
+        median(normal.clone()),
+        fmt_list0(&normal),
+        median(normal_cpu)
+    );
     let _ = writeln!(out, "| bare signed loop | {b:.0} | {} | {:.0} µs |", fmt_list0(&bare), median(bare_cpu));
     let _ = writeln!(out, "\nratio followq / bare: **{:.0} %** (target ≥ 50 %)\n", f / b * 100.0);
+    let _ = writeln!(out, "cost of syncing every commit: synced / unsynced = {:.0} %\n", f / median(normal) * 100.0);
     let _ = writeln!(out, "largest WAL during a followq run: {:.1} MB\n", wal_max as f64 / 1e6);
 }
 

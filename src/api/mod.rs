@@ -204,11 +204,12 @@ const TICK: Duration = Duration::from_millis(250);
 /// out.
 pub async fn within_running_time<F: std::future::Future>(limit: Duration, fut: F) -> Option<F::Output> {
     let mut fut = std::pin::pin!(fut);
-    let mut ticks = tokio::time::interval(TICK);
+    let mut last = tokio::time::Instant::now();
+    // The first tick a whole tick from now: an interval's immediate first tick would still wait
+    // for the timer wheel's next turn (a millisecond), on every request.
+    let mut ticks = tokio::time::interval_at(last + TICK, TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is at once.
-    ticks.tick().await;
-    let (mut last, mut counted) = (tokio::time::Instant::now(), Duration::ZERO);
+    let mut counted = Duration::ZERO;
     loop {
         tokio::select! {
             biased;

@@ -93,7 +93,7 @@ pub fn check_outcomes(list: &[String]) -> Result<(), UsageError> {
 /// Runs `export`.
 pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     check_outcomes(&args.outcome)?;
-    let (store, _) = ctx.open_store().await?;
+    let store = ctx.read_store().await?;
     let rows = store.export_rows(&args.outcome).await?;
     store.close().await;
     let out: Box<dyn Write> = match &args.output {

@@ -10,6 +10,7 @@
 //! - [`worker`]: claim → send → record, two-phase, with the shutdown signal.
 //! - [`progress`]: the terminal's bars, and log lines that do not tear them.
 //! - [`sandbox`]: the strict local stand-in for the X API.
+//! - [`text`]: text for people, with control characters escaped.
 //! - [`cli`]: one module per subcommand.
 
 pub mod api;
@@ -20,4 +21,5 @@ pub mod progress;
 pub mod sandbox;
 pub mod schedule;
 pub mod store;
+pub mod text;
 pub mod worker;

@@ -192,10 +192,17 @@ fn unreadable_inputs_name_themselves_and_leave_nothing_half_done() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The archive is read as a stream: the whole entry before the truncation went in (as a
+    // CSV's rows before an I/O error do), and the import is recorded as failed with its reason.
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(total(&e.status()), 2);
+    let imports = e.status()["imports"].clone();
+    assert!(imports[0]["error"].as_str().unwrap().contains("is the file truncated?"), "{imports}");
+
     e.write("dup.csv", "screen_name,handle\nx,y\n");
     let out = e.cmd().args(["import", "--account", "alice", "dup.csv"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("dup.csv: line 1: column 'handle' repeats"));
-    assert_eq!(total(&e.status()), 1);
+    assert_eq!(total(&e.status()), 2);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Context, EXIT_OK, UsageError};
 use crate::api::classify::Outcome;
-use crate::store::ExportRow;
+use crate::store::{ExportRow, Store};
 
 /// Write one row per job.
 #[derive(Debug, clap::Args)]
@@ -94,13 +94,12 @@ pub fn check_outcomes(list: &[String]) -> Result<(), UsageError> {
 pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     check_outcomes(&args.outcome)?;
     let store = ctx.read_store().await?;
-    let rows = store.export_rows(&args.outcome).await?;
-    store.close().await;
     let out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
         None => Box::new(std::io::stdout().lock()),
     };
-    let result = write(out, args.format, rows);
+    let result = write(&store, &args.outcome, std::io::BufWriter::with_capacity(1 << 16, out), args.format).await;
+    store.close().await;
     match result {
         // A reader that went away (`| head`) is not an error.
         Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => {
@@ -111,47 +110,63 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
 }
 
-fn write(mut out: Box<dyn Write>, format: Format, rows: Vec<ExportRow>) -> anyhow::Result<()> {
+/// Writes the rows as the store reads them, one at a time, through a buffer.
+async fn write(store: &Store, outcomes: &[String], mut out: impl Write, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => {
-            let rows: Vec<Row> = rows.into_iter().map(Row::from).collect();
-            serde_json::to_writer_pretty(&mut out, &rows)?;
-            writeln!(out)?;
+            // A JSON array, one row per line.
+            let mut first = true;
+            store
+                .export_each(outcomes, |r| {
+                    out.write_all(if first { b"[\n" } else { b",\n" })?;
+                    first = false;
+                    serde_json::to_writer(&mut out, &Row::from(r))?;
+                    Ok::<(), anyhow::Error>(())
+                })
+                .await?;
+            out.write_all(if first { b"[]\n" } else { b"\n]\n" })?;
+            out.flush()?;
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
-            w.write_record([
-                "account",
-                "target",
-                "target_kind",
-                "outcome",
-                "attempts",
-                "last_status",
-                "last_code",
-                "last_message",
-                "created_at",
-                "finished_at",
-            ])?;
-            for r in rows.into_iter().map(Row::from) {
-                let opt = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
-                w.write_record([
-                    neutralise(&r.account).as_ref(),
-                    neutralise(&r.target).as_ref(),
-                    &r.target_kind,
-                    &r.outcome,
-                    &r.attempts.to_string(),
-                    &opt(r.last_status),
-                    &opt(r.last_code),
-                    neutralise(&r.last_message).as_ref(),
-                    &r.created_at,
-                    &r.finished_at,
-                ])?;
+            let mut any = false;
+            store
+                .export_each(outcomes, |r| {
+                    any = true;
+                    let mut r = Row::from(r);
+                    // Values a spreadsheet would run as formulas are guarded (OWASP).
+                    for v in [&mut r.account, &mut r.target, &mut r.last_message] {
+                        if let std::borrow::Cow::Owned(safe) = neutralise(v) {
+                            *v = safe;
+                        }
+                    }
+                    w.serialize(r)?;
+                    Ok::<(), anyhow::Error>(())
+                })
+                .await?;
+            if !any {
+                // The header, which `serialize` writes with the first row.
+                w.write_record(COLUMNS)?;
             }
             w.flush()?;
         }
     }
     Ok(())
 }
+
+/// The CSV columns: [`Row`]'s fields, in order.
+const COLUMNS: [&str; 10] = [
+    "account",
+    "target",
+    "target_kind",
+    "outcome",
+    "attempts",
+    "last_status",
+    "last_code",
+    "last_message",
+    "created_at",
+    "finished_at",
+];
 
 #[cfg(test)]
 mod tests {

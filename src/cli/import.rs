@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+use super::export::neutralise;
 use super::{Context, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL};
 use crate::ingest::{self, Accounts, Input, Reject, Summary, inbox};
+use crate::text::printable;
 
 /// Rejected rows printed to stderr before the rest are only counted (all go to --rejects).
 const PRINT_REJECTS: u64 = 20;
@@ -22,7 +24,8 @@ pub struct Args {
     /// Validate and count, write nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Write every rejected row to this CSV file (file, line, reason)
+    /// Write every rejected row to this CSV file: its account, target and follow cells as
+    /// written, then file, line and reason; fix the rows and import the file again
     #[arg(long)]
     pub rejects: Option<PathBuf>,
 }
@@ -34,7 +37,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let mut rejects_out = match &args.rejects {
         Some(p) => {
             let mut w = csv::Writer::from_path(p).with_context(|| format!("cannot write {}", p.display()))?;
-            w.write_record(["file", "line", "reason"])?;
+            w.write_record(REJECTS_HEADER)?;
             Some(w)
         }
         None => None,
@@ -43,7 +46,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let inputs: Vec<(Input, String)> = if args.files.is_empty() {
         let scan = settled_inbox(&store, &ctx.settings.inbox).await?;
         for (_, why) in &scan.unreadable {
-            eprintln!("followq: {why} (skipped)");
+            eprintln!("followq: {} (skipped)", printable(why));
             failed_files += 1;
         }
         for (path, _) in &scan.settling {
@@ -65,12 +68,12 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     for (input, hash) in inputs {
         let mut on_reject = |r: &Reject| {
             if printed < PRINT_REJECTS {
-                eprintln!("{}:{}: {}", r.file, r.line, r.reason);
+                eprintln!("{}:{}: {}", printable(&r.file), r.line, printable(&r.reason));
             }
             printed += 1;
             if let Some(w) = rejects_out.as_mut() {
                 // A failed write to the rejects file is reported once at the end by flush().
-                let _ = w.write_record([r.file.as_str(), &r.line.to_string(), r.reason.as_str()]);
+                let _ = w.write_record(rejects_record(r));
             }
         };
         let opts = ingest::Options {
@@ -83,7 +86,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             Ok(s) => {
                 print_summary(&s, args.dry_run);
                 if s.rows_read == 0 {
-                    eprintln!("{}: no rows to import (an empty file, or a header only)", s.source);
+                    eprintln!("{}: no rows to import (an empty file, or a header only)", printable(&s.source));
                 }
                 total.rows_read += s.rows_read;
                 total.added += s.added;
@@ -91,7 +94,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 total.rejected += s.rejected;
             }
             Err(e) => {
-                eprintln!("followq: {e}");
+                eprintln!("followq: {}", printable(&e.to_string()));
                 failed_files += 1;
             }
         }
@@ -132,6 +135,17 @@ async fn settled_inbox(store: &crate::store::Store, dir: &std::path::Path) -> an
     }
 }
 
+/// The rejects file's columns: the cells `followq import` reads back, then where and why.
+const REJECTS_HEADER: [&str; 6] = ["account", "target", "follow", "file", "line", "reason"];
+
+/// One rejected row for the rejects file, every cell formula-neutralised as `export`'s are (a
+/// file named `=1+2.csv` must not run in a spreadsheet).
+fn rejects_record(r: &Reject) -> [String; 6] {
+    let row = r.row.clone().unwrap_or_default();
+    [row.account, row.target, row.follow, r.file.clone(), r.line.to_string(), r.reason.clone()]
+        .map(|cell| neutralise(&cell).into_owned())
+}
+
 fn print_summary(s: &Summary, dry_run: bool) {
     let mut out = std::io::stdout().lock();
     let verb = if dry_run { "would add" } else { "added" };
@@ -139,6 +153,10 @@ fn print_summary(s: &Summary, dry_run: bool) {
     let _ = writeln!(
         out,
         "{}: {} rows read, {} {verb}, {} already queued, {} rejected",
-        s.source, s.rows_read, s.added, s.duplicates, s.rejected
+        printable(&s.source),
+        s.rows_read,
+        s.added,
+        s.duplicates,
+        s.rejected
     );
 }

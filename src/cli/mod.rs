@@ -131,7 +131,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Ok(code) => code,
         Err(e) => {
             crate::progress::clear();
-            eprintln!("followq: {e:#}");
+            eprintln!("followq: {}", crate::text::printable(&format!("{e:#}")));
             if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<UsageError>().is_some() {
                 EXIT_USAGE
             } else {

@@ -1,13 +1,21 @@
-//! The CSV reader: header or headerless, `,` `;` or tab, a UTF-8 BOM, CRLF, quoted fields.
+//! The CSV reader: header or headerless, `,` `;` or tab, UTF-8 (with or without a BOM) or
+//! UTF-16 with a BOM, any line ends (LF, CRLF, CR), quoted fields, line breaks inside quotes.
+//!
+//! Line numbers are the file's own: [`Lines`] counts every line end as the bytes stream past, and
+//! a record's line is the one its first byte stands on — whatever the line ends, blank lines or
+//! quoted line breaks before it.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
+use std::rc::Rc;
 
 use super::target::{self, Hint};
-use super::{Accounts, IngestError, Item, Reject, Sink, emit};
+use super::{Accounts, IngestError, Item, Reject, RejectedRow, Sink, emit};
 use crate::store::{INSERT_BATCH, NewJob};
 
 /// The columns followq understands.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Columns {
     account: Option<usize>,
     screen_name: Option<usize>,
@@ -15,7 +23,21 @@ struct Columns {
     /// `target` / `url` / `profile` / `link`: any form, read as a headerless value is.
     any: Option<usize>,
     follow: Option<usize>,
+    /// Fields in the header row.
+    width: usize,
+    /// The columns followq does not read (a few names and a count), if any.
+    ignored: Option<String>,
 }
+
+impl Columns {
+    /// True when followq reads field `i`.
+    fn reads(&self, i: usize) -> bool {
+        [self.account, self.screen_name, self.user_id, self.any, self.follow].contains(&Some(i))
+    }
+}
+
+/// Column names in messages: at most this many, then a count.
+const NAMED_COLUMNS: usize = 5;
 
 /// Reads the whole input, sending batches and rejects to `sink`.
 pub(super) fn read(
@@ -24,106 +46,256 @@ pub(super) fn read(
     accounts: &Accounts,
     sink: &Sink,
 ) -> Result<(), IngestError> {
-    let mut buf = BufReader::with_capacity(1 << 16, input);
     let io_err = |e: std::io::Error| IngestError::Io { file: file.to_string(), source: e };
-    // Peek at the start: skip a BOM, sniff the delimiter from the first line.
-    let head = buf.fill_buf().map_err(io_err)?;
-    let bom = head.starts_with(b"\xEF\xBB\xBF");
-    let delimiter = sniff_delimiter(if bom { &head[3..] } else { head });
-    if bom {
-        buf.consume(3);
+    let mut raw = BufReader::with_capacity(1 << 16, input);
+    if let Some(what) = not_text(raw.fill_buf().map_err(io_err)?) {
+        return Err(IngestError::Format { file: file.to_string(), message: what.into() });
     }
+    // UTF-16 (with its BOM) becomes UTF-8; a UTF-8 BOM goes; anything else passes as it is, so
+    // a field that is not UTF-8 is still one row's problem, not the file's.
+    let mut decoded = encoding_rs_io::DecodeReaderBytesBuilder::new().strip_bom(true).utf8_passthru(true).build(raw);
+    // The first line (or 64 KiB of it) decides the delimiter; it is read again as the stream's start.
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while head.len() < 1 << 16 && !head.iter().any(|&b| b == b'\n' || b == b'\r') {
+        let n = decoded.read(&mut chunk).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let delimiter = sniff_delimiter(&head);
+    let lines = Rc::new(RefCell::new(Lines::default()));
+    let stream = std::io::Cursor::new(head).chain(decoded);
+    let buf = BufReader::with_capacity(1 << 16, Counting { inner: stream, lines: lines.clone() });
     let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(buf);
+    let mut r = Rows { file, accounts, sink, cols: None, batch: Vec::with_capacity(INSERT_BATCH), batch_rows: 0 };
 
     let mut record = csv::ByteRecord::new();
-    let mut cols: Option<Columns> = None;
     let mut first = true;
-    let mut batch = Vec::with_capacity(INSERT_BATCH);
-    let mut batch_rows = 0u64;
     loop {
-        let line = rdr.position().line();
         match rdr.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                // An unterminated quote or an I/O error ends the file; what came before stays.
-                let line = e.position().map(|p| p.line()).unwrap_or(line);
+                // An I/O error ends the file; what came before stays.
+                let line = e.position().map_or(0, |p| lines.borrow_mut().line_at(p.byte()));
                 let reason = match e.kind() {
                     csv::ErrorKind::Io(io) => format!("read error: {io}"),
                     _ => format!("malformed CSV: {e}"),
                 };
-                flush(sink, &mut batch, &mut batch_rows);
-                emit(sink, Item::Reject(Reject { file: file.to_string(), line, reason }));
+                r.flush();
+                emit(sink, Item::Reject(Reject::new(file, line, reason)));
                 return Ok(());
             }
         }
-        let line = record.position().map(|p| p.line()).unwrap_or(line);
+        let line = record.position().map_or(0, |p| lines.borrow_mut().line_at(p.byte()));
         if first {
             first = false;
-            if let Some(c) = header(&record, file)? {
-                if c.account.is_none() && !accounts.has_default() {
-                    return Err(IngestError::Format {
-                        file: file.to_string(),
-                        message: "no 'account' column and no default account: pass --account NAME".into(),
-                    });
-                }
-                cols = Some(c);
+            if r.first_row(&record, line)? {
                 continue;
-            }
-            if !accounts.has_default() {
-                return Err(IngestError::Format {
-                    file: file.to_string(),
-                    message: "a headerless file needs an account: pass --account NAME".into(),
-                });
             }
         }
         if record.iter().all(|f| f.iter().all(|b| b.is_ascii_whitespace())) {
             continue; // blank line
         }
-        // A quote left open swallows the lines after it into one field: say so, not "bad name".
-        if record.iter().any(|f| f.contains(&b'\n')) {
-            let spanned: u64 = record
-                .iter()
-                .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64 - u64::from(f.ends_with(b"\n")))
-                .sum();
-            let end = line + spanned;
-            flush(sink, &mut batch, &mut batch_rows);
-            let reason = format!("a quoted field runs from line {line} to line {end}: an unterminated quote?");
-            if !emit(sink, Item::Reject(Reject { file: file.to_string(), line, reason })) {
+        let multiline = record.iter().position(|f| f.contains(&b'\n') || f.contains(&b'\r'));
+        if let Some(i) = multiline
+            && r.swallowed(&record, i, delimiter)
+        {
+            if !r.unterminated(&record, i, line, delimiter) {
                 return Ok(());
             }
             continue;
         }
-        match row(&record, cols.as_ref(), accounts) {
-            Ok(job) => {
-                batch.push(job);
-                batch_rows += 1;
-                if batch.len() == INSERT_BATCH {
-                    flush(sink, &mut batch, &mut batch_rows);
-                }
-            }
-            Err(reason) => {
-                flush(sink, &mut batch, &mut batch_rows);
-                if !emit(sink, Item::Reject(Reject { file: file.to_string(), line, reason })) {
-                    return Ok(());
-                }
-            }
+        if !r.row(&record, line) {
+            return Ok(());
         }
     }
-    flush(sink, &mut batch, &mut batch_rows);
+    r.flush();
     Ok(())
 }
 
-fn flush(sink: &Sink, batch: &mut Vec<NewJob>, rows: &mut u64) {
-    if !batch.is_empty() {
-        emit(sink, Item::Jobs(std::mem::replace(batch, Vec::with_capacity(INSERT_BATCH)), *rows));
-        *rows = 0;
+/// What a file that is not text looks like, from its first bytes (None: it may be CSV).
+fn not_text(head: &[u8]) -> Option<&'static str> {
+    const KINDS: &[(&[u8], &str)] = &[
+        (
+            b"PK\x03\x04",
+            "this is a zip archive, such as an Excel workbook (.xlsx): save it as CSV (UTF-8) and import that",
+        ),
+        (b"\xD0\xCF\x11\xE0", "this is an Excel 97-2003 workbook (.xls): save it as CSV (UTF-8) and import that"),
+        (b"\x1f\x8b", "this is a gzip-compressed file: decompress it first (gunzip)"),
+        (b"%PDF", "this is a PDF document, not a CSV file"),
+        (b"\x89PNG", "this is a PNG image, not a CSV file"),
+        (b"SQLite format 3\0", "this is an SQLite database, not a CSV file"),
+    ];
+    if let Some((_, what)) = KINDS.iter().find(|(magic, _)| head.starts_with(magic)) {
+        return Some(what);
     }
+    let utf16 = head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF");
+    // Text has no NUL bytes to speak of; a single one is a bad row, many a binary file.
+    let nuls = head.iter().take(8192).filter(|&&b| b == 0).count();
+    (!utf16 && nuls > 8).then_some("this looks like a binary file, not CSV text (it is full of NUL bytes)")
+}
+
+/// The rows of one file: the header's columns, the batch being filled, and where it goes.
+struct Rows<'a> {
+    file: &'a str,
+    accounts: &'a Accounts,
+    sink: &'a Sink,
+    cols: Option<Columns>,
+    batch: Vec<NewJob>,
+    batch_rows: u64,
+}
+
+impl Rows<'_> {
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            let jobs = std::mem::replace(&mut self.batch, Vec::with_capacity(INSERT_BATCH));
+            emit(self.sink, Item::Jobs(jobs, self.batch_rows));
+            self.batch_rows = 0;
+        }
+    }
+
+    /// Sends a reject; false when the importer stopped listening.
+    fn reject(&mut self, reject: Reject) -> bool {
+        self.flush();
+        emit(self.sink, Item::Reject(reject))
+    }
+
+    /// The first row: a header (true: it is consumed), or data. A single cell that reads like a
+    /// header but names nothing followq knows is reported as that, and the file read as one
+    /// column of targets.
+    fn first_row(&mut self, record: &csv::ByteRecord, line: u64) -> Result<bool, IngestError> {
+        let format = |message: String| IngestError::Format { file: self.file.to_string(), message };
+        if let Some(c) = header(record).map_err(format)? {
+            if c.account.is_none() && !self.accounts.has_default() {
+                return Err(format("no 'account' column and no default account: pass --account NAME".into()));
+            }
+            if let Some(columns) = &c.ignored {
+                tracing::warn!(file = self.file, columns = %columns, "ignoring columns followq does not use");
+            }
+            self.cols = Some(c);
+            return Ok(true);
+        }
+        if !self.accounts.has_default() {
+            return Err(format("a headerless file needs an account: pass --account NAME".into()));
+        }
+        let cell = String::from_utf8_lossy(record.get(0).unwrap_or_default()).trim().to_string();
+        if record.len() == 1 && looks_like_header(&cell) {
+            let reason = format!(
+                "'{}' looks like a header, but names no column followq reads (screen_name, user_id, target, account, follow); the rows after it are read as one column of targets",
+                target::shorten(&cell)
+            );
+            self.reject(Reject { row: Some(RejectedRow::of(record, None)), ..Reject::new(self.file, line, reason) });
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// A data row → a job, or a reject; false when the importer stopped listening.
+    fn row(&mut self, record: &csv::ByteRecord, line: u64) -> bool {
+        match row(record, self.cols.as_ref(), self.accounts) {
+            Ok(job) => {
+                self.batch.push(job);
+                self.batch_rows += 1;
+                if self.batch.len() == INSERT_BATCH {
+                    self.flush();
+                }
+                true
+            }
+            Err(reason) => {
+                let rejected = RejectedRow::of(record, self.cols.as_ref());
+                self.reject(Reject { row: Some(rejected), ..Reject::new(self.file, line, reason) })
+            }
+        }
+    }
+
+    /// True when field `i`'s line breaks come from a quote left open that swallowed the rows
+    /// after it, not from a value written over several lines (a notes column, RFC 4180): a
+    /// field followq reads holds no line break, and a value that does is in an unread column
+    /// unless the lines after its first read as rows of the header's width.
+    fn swallowed(&self, record: &csv::ByteRecord, i: usize, delimiter: u8) -> bool {
+        let Some(c) = &self.cols else { return true };
+        if c.reads(i) || c.width < 2 {
+            return true;
+        }
+        continuation(&record[i]).any(|l| parse_line(l, delimiter).is_some_and(|r| r.len() >= c.width))
+    }
+
+    /// An unterminated quote at `line` in field `i`: one reject for the region it swallowed, then
+    /// each swallowed line read as the row it was. False when the importer stopped listening.
+    fn unterminated(&mut self, record: &csv::ByteRecord, i: usize, line: u64, delimiter: u8) -> bool {
+        let field = &record[i];
+        let breaks = line_breaks(field.strip_suffix(b"\n").unwrap_or(field));
+        let reason = format!(
+            "a quote opened here runs to line {}: an unterminated quote? The lines after this one are read as rows",
+            line + breaks
+        );
+        if !self.reject(Reject {
+            row: Some(RejectedRow::of(record, self.cols.as_ref())),
+            ..Reject::new(self.file, line, reason)
+        }) {
+            return false;
+        }
+        for (k, text) in continuation(field).enumerate() {
+            let Some(rec) = parse_line(text, delimiter) else { continue };
+            if rec.iter().all(|f| f.iter().all(|b| b.is_ascii_whitespace())) {
+                continue;
+            }
+            if !self.row(&rec, line + 1 + k as u64) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The lines of a field after its first (CRLF, LF or CR ends).
+fn continuation(field: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < field.len() {
+        match field[i] {
+            b'\r' | b'\n' => {
+                lines.push(&field[start..i]);
+                if field[i] == b'\r' && field.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if start < field.len() {
+        lines.push(&field[start..]);
+    }
+    lines.into_iter().skip(1)
+}
+
+/// Line ends in `bytes` (CRLF counted once).
+fn line_breaks(bytes: &[u8]) -> u64 {
+    let mut n = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' && (i == 0 || bytes[i - 1] != b'\r') || b == b'\r' {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// One line of text as one CSV record.
+fn parse_line(line: &[u8], delimiter: u8) -> Option<csv::ByteRecord> {
+    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(line);
+    let mut rec = csv::ByteRecord::new();
+    rdr.read_byte_record(&mut rec).ok().filter(|&more| more).map(|_| rec)
 }
 
 /// The delimiter among `,` `;` tab that occurs most in the first line, outside quotes.
 fn sniff_delimiter(head: &[u8]) -> u8 {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or(head);
+    let line = head.split(|&b| b == b'\n' || b == b'\r').next().unwrap_or(head);
     let mut counts = [0usize; 3];
     let mut quoted = false;
     for &b in line {
@@ -139,65 +311,95 @@ fn sniff_delimiter(head: &[u8]) -> u8 {
     if counts[best] == 0 { b',' } else { [b',', b';', b'\t'][best] }
 }
 
+/// What a header cell names, however a person wrote it: `Screen Name`, `Twitter Handle`,
+/// `X handle`, `user-id`, `Profile URL` — case, spaces, `-` and `_` do not matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Account,
+    ScreenName,
+    UserId,
+    Any,
+    Follow,
+}
+
+fn column_name(cell: &str) -> Option<Column> {
+    let key: String = cell.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect();
+    Some(match key.as_str() {
+        "account" | "fromaccount" | "followfrom" => Column::Account,
+        "screenname" | "username" | "handle" | "twitterhandle" | "xhandle" | "twitterusername" | "xusername"
+        | "twitterscreenname" | "twittername" | "twitter" | "twitteraccount" | "xaccount" => Column::ScreenName,
+        "userid" | "id" | "twitterid" | "xid" | "twitteruserid" | "xuserid" => Column::UserId,
+        "target" | "url" | "profile" | "link" | "profileurl" | "profilelink" | "twitterurl" | "xurl" => Column::Any,
+        "follow" | "notify" | "notifications" => Column::Follow,
+        _ => return None,
+    })
+}
+
+/// A lone first cell that is surely a header, not a target: not a valid target, and text with
+/// a letter in it (`Twitter Handles`, `E-mail`, `Name (optional)`).
+fn looks_like_header(cell: &str) -> bool {
+    cell.chars().any(char::is_alphabetic) && target::parse(cell, Hint::Any).is_err() && !cell.contains('/')
+}
+
+/// A few names and how many more, for messages about many columns.
+fn some_of(names: &[String], total: usize) -> String {
+    let shown: Vec<String> = names.iter().take(NAMED_COLUMNS).map(|n| format!("'{}'", target::shorten(n))).collect();
+    match total.saturating_sub(shown.len()) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
 /// The header's columns, or `None` when the first row is data (no recognised column name).
-fn header(record: &csv::ByteRecord, file: &str) -> Result<Option<Columns>, IngestError> {
-    let mut c = Columns::default();
+fn header(record: &csv::ByteRecord) -> Result<Option<Columns>, String> {
+    let mut c = Columns { width: record.len(), ..Columns::default() };
     let mut known = 0;
-    let mut unknown = Vec::new();
+    let (mut unknown, mut unknown_total) = (Vec::new(), 0);
     for (i, raw) in record.iter().enumerate() {
-        let name = String::from_utf8_lossy(raw).trim().to_ascii_lowercase();
-        let slot = match name.as_str() {
-            "account" => &mut c.account,
-            "screen_name" | "username" | "handle" => &mut c.screen_name,
-            "user_id" | "id" => &mut c.user_id,
-            "target" | "url" | "profile" | "link" => &mut c.any,
-            "follow" => &mut c.follow,
-            _ => {
-                unknown.push(name);
+        let cell = String::from_utf8_lossy(raw);
+        let cell = cell.trim();
+        let slot = match column_name(cell) {
+            Some(Column::Account) => &mut c.account,
+            Some(Column::ScreenName) => &mut c.screen_name,
+            Some(Column::UserId) => &mut c.user_id,
+            Some(Column::Any) => &mut c.any,
+            Some(Column::Follow) => &mut c.follow,
+            None => {
+                unknown_total += 1;
+                if unknown.len() < NAMED_COLUMNS {
+                    unknown.push(cell.to_string());
+                }
                 continue;
             }
         };
         if slot.is_some() {
-            return Err(IngestError::Format {
-                file: file.to_string(),
-                message: format!(
-                    "line 1: column '{name}' repeats a column already given (screen_name/username/handle and user_id/id are one column each)"
-                ),
-            });
+            return Err(format!(
+                "line 1: column '{}' repeats a column already given (screen_name/username/handle and user_id/id are one column each)",
+                target::shorten(cell)
+            ));
         }
         *slot = Some(i);
         known += 1;
     }
     if known == 0 {
         if record.len() > 1 {
-            return Err(IngestError::Format {
-                file: file.to_string(),
-                message: format!(
-                    "line 1: no recognised column among {:?}; expected a header naming screen_name/username/handle, user_id/id or target/url (and optionally account, follow), or a single column of targets",
-                    unknown
-                ),
-            });
+            return Err(format!(
+                "line 1: no recognised column among {}; expected a header naming screen_name/username/handle, user_id/id or target/url (and optionally account, follow), or a single column of targets",
+                some_of(&unknown, unknown_total)
+            ));
         }
         return Ok(None);
     }
     let targets = [c.screen_name, c.user_id, c.any].iter().filter(|c| c.is_some()).count();
     if targets == 0 {
-        return Err(IngestError::Format {
-            file: file.to_string(),
-            message:
-                "line 1: the header names no target column (screen_name/username/handle, user_id/id, or target/url)"
-                    .into(),
-        });
+        return Err(
+            "line 1: the header names no target column (screen_name/username/handle, user_id/id, or target/url)".into(),
+        );
     }
     if c.any.is_some() && targets > 1 {
-        return Err(IngestError::Format {
-            file: file.to_string(),
-            message: "line 1: a target/url column cannot stand beside screen_name or user_id columns".into(),
-        });
+        return Err("line 1: a target/url column cannot stand beside screen_name or user_id columns".into());
     }
-    if !unknown.is_empty() {
-        tracing::warn!(file, columns = ?unknown, "ignoring columns followq does not use");
-    }
+    c.ignored = (unknown_total > 0).then(|| some_of(&unknown, unknown_total));
     Ok(Some(c))
 }
 
@@ -237,4 +439,112 @@ fn row(record: &csv::ByteRecord, cols: Option<&Columns>, accounts: &Accounts) ->
         Some(other) => return Err(format!("follow '{}' is not true or false", target::shorten(other))),
     };
     Ok(NewJob { account_id: account, kind, target, notify })
+}
+
+impl RejectedRow {
+    /// The cells of a rejected row that followq reads, as written, for a rejects file that
+    /// `followq import` takes back: the target from whichever column held it (a screen name
+    /// marked with `@`, so that digits stay a screen name), the account and the follow flag.
+    fn of(record: &csv::ByteRecord, cols: Option<&Columns>) -> RejectedRow {
+        let cell = |i: Option<usize>| {
+            i.and_then(|i| record.get(i)).map(|b| String::from_utf8_lossy(b).trim().to_string()).unwrap_or_default()
+        };
+        let Some(c) = cols else {
+            let all: Vec<String> = record.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+            return RejectedRow { target: all.join(","), ..RejectedRow::default() };
+        };
+        let (id, name, any) = (cell(c.user_id), cell(c.screen_name), cell(c.any));
+        let target = if !id.is_empty() {
+            id
+        } else if !name.is_empty() && !name.starts_with('@') && !name.contains('/') {
+            format!("@{name}")
+        } else if !name.is_empty() {
+            name
+        } else {
+            any
+        };
+        RejectedRow { account: cell(c.account), target, follow: cell(c.follow) }
+    }
+}
+
+/// Where each line of the stream begins, for turning a record's byte offset into its line:
+/// the offsets of line starts not yet asked about, and the line of the last one passed.
+/// Records are asked about in order, so it holds only the line starts still in the read-ahead.
+#[derive(Debug)]
+struct Lines {
+    starts: VecDeque<u64>,
+    /// Bytes seen so far.
+    seen: u64,
+    /// The line the last popped start began.
+    line: u64,
+    /// The last byte seen was a CR (a LF right after it ends the same line).
+    after_cr: bool,
+}
+
+impl Default for Lines {
+    fn default() -> Lines {
+        Lines { starts: VecDeque::new(), seen: 0, line: 1, after_cr: false }
+    }
+}
+
+impl Lines {
+    fn scan(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.seen += 1;
+            match b {
+                b'\n' if self.after_cr => {
+                    // CRLF: the line starts after the LF, not after the CR.
+                    if let Some(last) = self.starts.back_mut() {
+                        *last = self.seen;
+                    }
+                }
+                b'\n' | b'\r' => self.starts.push_back(self.seen),
+                _ => {}
+            }
+            self.after_cr = b == b'\r';
+        }
+    }
+
+    /// The line (1-based) on which the byte at `offset` stands.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        while self.starts.front().is_some_and(|&s| s <= offset) {
+            self.starts.pop_front();
+            self.line += 1;
+        }
+        self.line
+    }
+}
+
+/// A reader that tells [`Lines`] about every byte it passes on.
+struct Counting<R> {
+    inner: R,
+    lines: Rc<RefCell<Lines>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.lines.borrow_mut().scan(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_starts_count_every_kind_of_line_end_once() {
+        let mut l = Lines::default();
+        l.scan(b"a\r\nb\n\nc\rd\r");
+        l.scan(b"\ne");
+        assert_eq!([0, 3, 5, 6, 8, 11].map(|o| l.line_at(o)), [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn continuation_lines_are_the_lines_after_the_first() {
+        let lines: Vec<&[u8]> = continuation(b"a\r\nb,c\nd").collect();
+        assert_eq!(lines, [b"b,c".as_slice(), b"d"]);
+        assert_eq!(line_breaks(b"a\r\nb\rc\nd"), 3);
+    }
 }

@@ -26,6 +26,25 @@ pub struct Reject {
     /// 1-based line in the file (for an archive: the entry's number).
     pub line: u64,
     pub reason: String,
+    /// The row's cells, when it was a CSV row: what a rejects file keeps for fixing.
+    pub row: Option<RejectedRow>,
+}
+
+impl Reject {
+    /// A reject with no row to keep.
+    pub fn new(file: &str, line: u64, reason: impl Into<String>) -> Reject {
+        Reject { file: file.to_string(), line, reason: reason.into(), row: None }
+    }
+}
+
+/// The cells of a rejected row that followq reads, as they were written: `followq import`
+/// takes them back from a rejects file (columns `account`, `target`, `follow`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RejectedRow {
+    pub account: String,
+    /// The target in a form the `target` column reads as meant (a screen name as `@name`).
+    pub target: String,
+    pub follow: String,
 }
 
 /// What one import did.
@@ -50,36 +69,53 @@ pub enum IngestError {
     Io { file: String, source: std::io::Error },
     #[error("{file}: {message}")]
     Format { file: String, message: String },
-    #[error("unknown account '{0}': it is not in the config's [[accounts]]")]
-    UnknownAccount(String),
+    #[error("unknown account '{0}': it is not in the config's [[accounts]] ({1})")]
+    UnknownAccount(String, String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Which account a row belongs to when it does not say.
+/// Which account a row belongs to when it does not say. Names match without regard to case, as
+/// a person writes them (`Alice` is `alice`): the config refuses two names that differ only so.
 #[derive(Debug, Clone)]
 pub struct Accounts {
+    /// By lower-cased name.
     by_name: HashMap<String, i64>,
     default: Option<(String, i64)>,
+    /// "configured: alice, bob", for messages.
+    configured: String,
 }
 
 impl Accounts {
     /// `ids` maps configured names to ids; `default` is `--account`, else the only account.
     pub fn new(ids: HashMap<String, i64>, default: Option<&str>) -> Result<Accounts, IngestError> {
+        let mut names: Vec<&String> = ids.keys().collect();
+        names.sort();
+        let configured = match names.len() {
+            0 => "none is configured".to_string(),
+            _ => format!("configured: {}", names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")),
+        };
+        let by_name: HashMap<String, i64> = ids.iter().map(|(n, id)| (n.to_lowercase(), *id)).collect();
         let default = match default {
             Some(name) => {
-                let id = *ids.get(name).ok_or_else(|| IngestError::UnknownAccount(name.to_string()))?;
+                let id = *by_name
+                    .get(&name.to_lowercase())
+                    .ok_or_else(|| IngestError::UnknownAccount(name.to_string(), configured.clone()))?;
                 Some((name.to_string(), id))
             }
             None if ids.len() == 1 => ids.iter().next().map(|(n, id)| (n.clone(), *id)),
             None => None,
         };
-        Ok(Accounts { by_name: ids, default })
+        Ok(Accounts { by_name, default, configured })
     }
 
     fn resolve(&self, name: Option<&str>) -> Result<i64, String> {
-        match name.map(str::trim).filter(|n| !n.is_empty()) {
-            Some(n) => self.by_name.get(n).copied().ok_or_else(|| format!("unknown account '{}'", target::shorten(n))),
+        match name.map(|n| target::unneutralise(n.trim())).filter(|n| !n.is_empty()) {
+            Some(n) => self
+                .by_name
+                .get(&n.to_lowercase())
+                .copied()
+                .ok_or_else(|| format!("unknown account '{}' ({})", target::shorten(n), self.configured)),
             None => self.default.as_ref().map(|d| d.1).ok_or_else(|| {
                 "no account: add an 'account' column, pass --account, or configure exactly one account".to_string()
             }),
@@ -201,6 +237,9 @@ pub async fn import(store: &Store, input: &Input, opts: Options<'_>) -> Result<S
             Ok(None) => break,
             Err(_) => {
                 // A slow input (a pipe, a FIFO, a terminal): commit, and wait with no lock held.
+                if let Some(id) = import_id {
+                    session.note(id, &sum);
+                }
                 session.pause().await?;
                 match rx.recv().await {
                     Some(item) => item,
@@ -218,6 +257,8 @@ pub async fn import(store: &Store, input: &Input, opts: Options<'_>) -> Result<S
                 let added = session.insert_jobs(id, &jobs).await?;
                 sum.added += added;
                 sum.duplicates += jobs.len() as u64 - added;
+                session.note(id, &sum);
+                session.commit_if_due().await?;
             }
             Item::Reject(r) => {
                 sum.rows_read += 1;

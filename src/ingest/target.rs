@@ -41,6 +41,15 @@ pub fn shorten(s: &str) -> String {
     if s.chars().count() <= 40 { s.to_string() } else { format!("{}…", s.chars().take(40).collect::<String>()) }
 }
 
+/// A cell as written before `export` or a rejects file guarded it against spreadsheet formulas
+/// (a `'` before a leading `=`, `+`, `-` or `@`), so that those files import back as they are.
+pub fn unneutralise(v: &str) -> &str {
+    match v.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@']) => rest,
+        _ => v,
+    }
+}
+
 /// Normalises one value. The screen name keeps its case (the dedupe key lowercases it).
 pub fn parse(raw: &str, hint: Hint) -> Result<(TargetKind, String), String> {
     if raw.len() > MAX_VALUE {
@@ -49,7 +58,7 @@ pub fn parse(raw: &str, hint: Hint) -> Result<(TargetKind, String), String> {
     if raw.contains('\0') {
         return Err("value contains a NUL byte".into());
     }
-    let v = raw.trim();
+    let v = unneutralise(raw.trim());
     if v.is_empty() {
         return Err("empty target".into());
     }

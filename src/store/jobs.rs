@@ -108,6 +108,7 @@ impl Store {
             added: HashMap::new(),
             full_sql: insert_sql(INSERT_BATCH).into(),
             path: self.path.clone(),
+            progress: None,
         })
     }
 
@@ -139,6 +140,23 @@ impl Store {
     /// Every job, in id order, optionally only those with one of `outcomes` ("queued" and
     /// "in_flight" select by state).
     pub async fn export_rows(&self, outcomes: &[String]) -> Result<Vec<ExportRow>, StoreError> {
+        let mut rows = Vec::new();
+        self.export_each(outcomes, |r| {
+            rows.push(r);
+            Ok::<(), StoreError>(())
+        })
+        .await?;
+        Ok(rows)
+    }
+
+    /// [`Store::export_rows`] one row at a time, as the database reads them: memory stays flat
+    /// for any number of jobs. Stops at the first error `each` returns.
+    pub async fn export_each<E: From<StoreError>>(
+        &self,
+        outcomes: &[String],
+        mut each: impl FnMut(ExportRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        use futures_util::TryStreamExt;
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "select a.name as account, j.target, j.target_kind, j.state, j.outcome, j.attempts,
                     j.last_status, j.last_code, j.last_message, j.created_at, j.finished_at
@@ -158,7 +176,11 @@ impl Store {
             qb.push(")");
         }
         qb.push(" order by j.id");
-        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+        let mut rows = qb.build_query_as::<ExportRow>().fetch(&self.pool);
+        while let Some(row) = rows.try_next().await.map_err(|e| E::from(e.into()))? {
+            each(row)?;
+        }
+        Ok(())
     }
 
     /// Puts finished jobs with one of `outcomes` back in the queue with a fresh failure count.
@@ -315,6 +337,9 @@ pub struct ImportSession {
     in_tx: bool,
     /// The database's path, for messages.
     path: Arc<str>,
+    /// The import's row and its counts so far, written with every commit: an import killed
+    /// part-way still says what it committed.
+    progress: Option<(i64, crate::ingest::Summary)>,
     /// When the open transaction began.
     began: Instant,
     /// New jobs per account since the last commit, for job_counts.
@@ -349,6 +374,9 @@ impl ImportSession {
     pub async fn pause(&mut self) -> Result<(), StoreError> {
         if self.in_tx {
             add_counts(&mut self.conn, &mut self.added).await?;
+            if let Some((id, s)) = &self.progress {
+                write_counts(&mut self.conn, *id, s).await?;
+            }
             sqlx::query("commit").execute(&mut *self.conn).await?;
             self.in_tx = false;
         }
@@ -371,6 +399,13 @@ impl ImportSession {
         .await?)
     }
 
+    /// The import's counts so far, written with the next commit.
+    pub fn note(&mut self, import_id: i64, s: &crate::ingest::Summary) {
+        if !self.dry_run {
+            self.progress = Some((import_id, s.clone()));
+        }
+    }
+
     /// Inserts a batch; returns how many were new.
     pub async fn insert_jobs(&mut self, import_id: i64, jobs: &[NewJob]) -> Result<u64, StoreError> {
         if self.dry_run {
@@ -380,10 +415,15 @@ impl ImportSession {
         let mut counts = std::mem::take(&mut self.added);
         let added = insert_jobs_in(&mut self.conn, &self.full_sql, import_id, jobs, &mut counts).await?;
         self.added = counts;
-        if self.began.elapsed() >= COMMIT_EVERY {
+        Ok(added)
+    }
+
+    /// Commits when the open transaction is [`COMMIT_EVERY`] old.
+    pub async fn commit_if_due(&mut self) -> Result<(), StoreError> {
+        if self.in_tx && self.began.elapsed() >= COMMIT_EVERY {
             self.pause().await?;
         }
-        Ok(added)
+        Ok(())
     }
 
     /// Records the import's counts and commits (a dry run leaves nothing behind: its temporary
@@ -393,17 +433,12 @@ impl ImportSession {
             return Ok(());
         }
         self.ensure_tx().await?;
-        sqlx::query(
-            "update imports set finished_at = ?2, rows_read = ?3, added = ?4, duplicates = ?5, rejected = ?6 where id = ?1",
-        )
-        .bind(import_id)
-        .bind(now_ms())
-        .bind(s.rows_read as i64)
-        .bind(s.added as i64)
-        .bind(s.duplicates as i64)
-        .bind(s.rejected as i64)
-        .execute(&mut *self.conn)
-        .await?;
+        sqlx::query("update imports set finished_at = ?2 where id = ?1")
+            .bind(import_id)
+            .bind(now_ms())
+            .execute(&mut *self.conn)
+            .await?;
+        write_counts(&mut self.conn, import_id, s).await?;
         add_counts(&mut self.conn, &mut self.added).await?;
         sqlx::query("commit").execute(&mut *self.conn).await?;
         Ok(())
@@ -423,6 +458,19 @@ impl ImportSession {
             .await?;
         self.finish(import_id, s).await
     }
+}
+
+/// An import's counts on its row.
+async fn write_counts(conn: &mut SqliteConnection, id: i64, s: &crate::ingest::Summary) -> Result<(), StoreError> {
+    sqlx::query("update imports set rows_read = ?2, added = ?3, duplicates = ?4, rejected = ?5 where id = ?1")
+        .bind(id)
+        .bind(s.rows_read as i64)
+        .bind(s.added as i64)
+        .bind(s.duplicates as i64)
+        .bind(s.rejected as i64)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// A dry run's batch: the jobs new to both the queue and the rows this dry run already counted

@@ -60,6 +60,36 @@ const CORPUS: &[(&str, i32, &str, i64)] = &[
     ("url_not_profile.txt", 3, "url_not_profile.txt:2: 'https://x.com/home' is not a profile URL", 0),
     ("empty_target.csv", 3, "empty_target.csv:3: no target: screen_name and user_id are both empty", 1),
     ("headerless_two_columns.txt", 3, "headerless_two_columns.txt:2: 2 columns in a one-column file", 1),
+    // Issue 12: line numbers are the file's own, whatever the line ends and blank lines.
+    ("crlf_line_numbers.csv", 3, "crlf_line_numbers.csv:4: screen name 'bad-name' may hold only", 2),
+    ("blank_lines.csv", 3, "blank_lines.csv:6: screen name 'bad-name' may hold only", 1),
+    ("cr_only.csv", 3, "cr_only.csv:3: screen name 'bad-name' may hold only", 2),
+    // A quoted value over two lines is a good row; the row after it keeps its own line number.
+    ("quoted_line_break.csv", 3, "quoted_line_break.csv:4: screen name 'bad-name' may hold only", 2),
+    (
+        "unterminated_quote_rows_after.csv",
+        3,
+        "unterminated_quote_rows_after.csv:2: a quote opened here runs to line 5: an unterminated quote? The lines after this one are read as rows",
+        3,
+    ),
+    ("utf16_excel_unicode_text.txt", 3, "utf16_excel_unicode_text.txt:3: screen name 'bad-name' may hold only", 1),
+    (
+        "excel_workbook.xlsx",
+        1,
+        "followq: excel_workbook.xlsx: this is a zip archive, such as an Excel workbook (.xlsx): save it as CSV (UTF-8)",
+        0,
+    ),
+    ("gzipped.csv.gz", 1, "followq: gzipped.csv.gz: this is a gzip-compressed file: decompress it first", 0),
+    ("header_variants.csv", 0, "ignoring columns followq does not use file=\"header_variants.csv\" columns='Notes'", 2),
+    (
+        "header_like_single.csv",
+        3,
+        "header_like_single.csv:1: 'Twitter Handles' looks like a header, but names no column followq reads",
+        2,
+    ),
+    // The cell's escape sequences are shown escaped, never sent to the terminal.
+    ("control_characters.csv", 3, "control_characters.csv:3: screen name 'bad\\u{1b}]0;PWNED\\u{7}\\u{1b}[2J'", 1),
+    ("account_case.csv", 3, "account_case.csv:3: unknown account 'Mallory' (configured: alice)", 1),
     (
         "intent_without_id.txt",
         3,
@@ -94,6 +124,7 @@ fn every_file_in_the_corpus_gives_its_exact_message() {
         std::fs::copy(dir.join(file), e.path(file)).unwrap();
         let (got_code, stderr, got_added) = import(&e, file);
         assert!(stderr.contains(message), "{file}: expected {message:?} in:\n{stderr}");
+        assert!(!stderr.contains('\u{1b}'), "{file}: a raw escape reached the terminal:\n{stderr}");
         assert_eq!(got_code, *code, "{file}: exit status; stderr:\n{stderr}");
         assert_eq!(got_added, *added, "{file}: the good rows go in");
     }

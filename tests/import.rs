@@ -239,3 +239,158 @@ fn the_environment_overrides_the_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("limits.pace"));
 }
+
+/// Defect (issue 12, 3): `--rejects` kept only file, line and reason, so a rejected row could
+/// not be fixed and imported again; a file named `=1+2.csv` went into it as a formula.
+#[test]
+fn the_rejects_file_carries_the_rows_and_imports_back_after_editing() {
+    let e = env();
+    e.write("=1+2.csv", "account,screen_name,follow\nalice,good_one,\nalice,bad-name,true\nbob,12345678901234567,\n");
+    let out = e.cmd().args(["import", "--rejects", "rejects.csv", "=1+2.csv"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let text = common::read(&e.path("rejects.csv"));
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("account,target,follow,file,line,reason"));
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("alice,'@bad-name,true,'=1+2.csv,3,"), "{row}");
+    assert!(lines.next().unwrap().starts_with("bob,'@12345678901234567,,'=1+2.csv,4,"), "{text}");
+    // Fixed by hand (a digit too many, a dash for an underscore) and imported back as it is.
+    let fixed = text.replace("bad-name", "bad_name").replace("12345678901234567", "1234567890123456");
+    e.write("fixed.csv", fixed.replace("1234567890123456,", "123456789012345,"));
+    let out = e.cmd().args(["import", "fixed.csv"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let jobs = export(&e);
+    let find = |t: &str| jobs.iter().find(|j| j["target"] == t).cloned();
+    assert_eq!(find("bad_name").unwrap()["target_kind"], "screen_name");
+    assert_eq!(find("123456789012345").unwrap()["target_kind"], "screen_name", "digits stay a screen name");
+    assert_eq!(jobs.len(), 3);
+}
+
+/// Defect (issue 12, 5): headers a person writes were taken as a data row and rejected.
+#[test]
+fn headers_a_person_would_write_are_recognised() {
+    for header in
+        ["Screen Name", "Twitter Handle", "X handle", " USERNAME ", "twitter-handle", "User ID", "Profile URL"]
+    {
+        let e = env();
+        let value = if header.contains("ID") { "12345" } else { "@hdr_ok" };
+        e.write("h.csv", format!("{header},Notes\n{value},x\n"));
+        let out = e.cmd().args(["import", "--account", "alice", "h.csv"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{header}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(total(&e.status()), 1, "{header}");
+    }
+}
+
+/// Defect (issue 12, 6): a 44 MB header (5 M columns) gave a 58.9 MB error message, and 3 M
+/// unknown columns a 34.9 MB warning. Messages name a few columns and a count.
+#[test]
+fn huge_headers_make_short_messages() {
+    let e = env();
+    let many: Vec<String> = (0..200_000).map(|i| format!("col{i}")).collect();
+    e.write("wide.csv", format!("{}\nx,y\n", many.join(",")));
+    let out = e.cmd().args(["import", "--account", "alice", "wide.csv"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("'col0', 'col1', 'col2', 'col3', 'col4' and 199995 more"), "{stderr}");
+    assert!(stderr.len() < 1000, "{} bytes of message", stderr.len());
+    e.write("wide2.csv", format!("screen_name,{}\nwide_ok\n", many.join(",")));
+    let out = e.cmd().args(["import", "--account", "alice", "wide2.csv"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("columns='col0', 'col1', 'col2', 'col3', 'col4' and 199995 more"), "{stderr}");
+    assert!(stderr.len() < 1000, "{} bytes of warning", stderr.len());
+}
+
+/// Peak resident memory (KiB) of `followq` with `args`, sampled from /proc while it runs.
+fn peak_rss_kib(e: &Env, args: &[&str]) -> u64 {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("followq"));
+    let mut child = child.current_dir(e.dir.path()).args(args).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status)
+            && let Some(kib) = text.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1))
+        {
+            peak = peak.max(kib.parse().unwrap_or(0));
+        }
+        if child.try_wait().unwrap().is_some() {
+            return peak;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Defect (issue 12, 7): `following.js` was parsed whole (a 211 MB archive took 2.4 GB), and
+/// `export` loaded every job (2 M jobs: 676 MB for CSV, 769 MB for JSON, unbuffered). With
+/// 200,000 entries the old code needed ~100 MB for the archive and ~70 MB for an export; a
+/// stream needs SQLite's page caches (24 MiB at most) and little more.
+#[test]
+fn archive_import_and_export_memory_stays_flat() {
+    const BOUND_KIB: u64 = 48 * 1024;
+    let entries: Vec<String> = (1..=200_000)
+        .map(|i| format!("{{\"following\":{{\"accountId\":\"{i}\",\"userLink\":\"https://twitter.com/intent/user?user_id={i}\"}}}}"))
+        .collect();
+    let e = env();
+    e.write("following.js", format!("window.YTD.following.part0 = [\n{}\n]", entries.join(",\n")));
+    let rss = peak_rss_kib(&e, &["import", "--account", "alice", "following.js"]);
+    assert_eq!(total(&e.status()), 200_000);
+    assert!(rss < BOUND_KIB, "archive of 200k entries: {rss} KiB");
+    for format in ["csv", "json"] {
+        let rss = peak_rss_kib(&e, &["export", "--format", format, "-o", "out"]);
+        assert!(rss < BOUND_KIB, "export {format} of 200k jobs: {rss} KiB");
+    }
+    let exported = common::read(&e.path("out"));
+    assert_eq!(serde_json::from_str::<Value>(&exported).unwrap().as_array().unwrap().len(), 200_000);
+}
+
+/// Defect (issue 12, 8): a newline in an inbox file's name broke `file:line:` and the status
+/// table; a control character in a name reached the terminal raw.
+#[test]
+fn control_characters_in_file_names_are_shown_escaped() {
+    let e = env();
+    let name = "evil\nname\u{1b}[2J.csv";
+    e.write(&format!("jobs/inbox/{name}"), "screen_name\nok_name\nbad-name\n");
+    let file = e.path(&format!("jobs/inbox/{name}"));
+    let f = std::fs::File::options().write(true).open(&file).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(5)).unwrap();
+    let out = e.cmd().args(["import", "--account", "alice"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("evil\\nname\\u{1b}[2J.csv:3: screen name 'bad-name'"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}') && !stdout_has_raw(&out.stdout), "{stderr}");
+    let table = e.cmd().arg("status").output().unwrap();
+    assert!(!stdout_has_raw(&table.stdout), "{}", String::from_utf8_lossy(&table.stdout));
+    assert!(String::from_utf8_lossy(&table.stdout).contains("evil\\nname\\u{1b}[2J.csv"));
+    // Stored as it is: the JSON (machine-readable) has the real name.
+    assert!(e.status()["imports"][0]["source"].as_str().unwrap().ends_with(name));
+}
+
+fn stdout_has_raw(out: &[u8]) -> bool {
+    String::from_utf8_lossy(out).lines().any(|l| l.contains('\u{1b}') || l.starts_with("name"))
+}
+
+/// Defect (issue 12, 10): an import killed part-way showed "0 rows: 0 added" although its
+/// rows were committed. Every commit writes the counts so far.
+#[test]
+fn an_import_killed_part_way_says_what_it_committed() {
+    use std::io::Write;
+    let e = env();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("followq"));
+    let mut child = child
+        .current_dir(e.dir.path())
+        .args(["import", "--account", "alice", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let rows: String = (0..2500).map(|i| format!("killed_{i}\n")).collect();
+    stdin.write_all(rows.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // Two batches of 1,000 are read and, the input then pausing, committed.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let s = e.status();
+    assert_eq!(total(&s), 2000);
+    let import = &s["imports"][0];
+    assert_eq!((import["rows_read"].as_i64(), import["added"].as_i64()), (Some(2000), Some(2000)), "{import}");
+    assert_eq!(import["finished_at"], 0);
+}

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::{Context, EXIT_OK, human_ms, local_time};
 use crate::schedule::Scheduler;
 use crate::store::{ImportRow, now_ms};
+use crate::text::printable;
 use crate::worker;
 
 /// Counts by state and outcome.
@@ -239,9 +240,9 @@ pub fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     writeln!(out, "  {:<14} {}", "all", outcomes_line(&r.jobs))?;
     for a in &r.accounts {
         if let Some(why) = &a.stopped {
-            writeln!(out, "{}: stopped: {why}", a.name)?;
+            writeln!(out, "{}: stopped: {}", a.name, printable(why))?;
         } else if let (Some(t), Some(why)) = (a.paused_until, &a.pause_reason) {
-            writeln!(out, "{}: paused until {} ({why})", a.name, local_time(t))?;
+            writeln!(out, "{}: paused until {} ({})", a.name, local_time(t), printable(why))?;
         }
     }
     match r.eta {
@@ -252,14 +253,20 @@ pub fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         writeln!(out, "\nrecent imports:")?;
         for i in &r.imports {
             let state = match (i.finished_at, i.error.as_str()) {
-                (0, _) => "unfinished".to_string(),
+                (0, _) => "not finished: still going, or interrupted (import the file again)".to_string(),
                 (t, "") => local_time(t),
                 (_, why) => format!("failed: {why}"),
             };
             writeln!(
                 out,
-                "  #{:<4} {}  {} rows: {} added, {} already queued, {} rejected  ({state})",
-                i.id, i.source, i.rows_read, i.added, i.duplicates, i.rejected
+                "  #{:<4} {}  {} rows: {} added, {} already queued, {} rejected  ({})",
+                i.id,
+                printable(&i.source),
+                i.rows_read,
+                i.added,
+                i.duplicates,
+                i.rejected,
+                printable(&state)
             )?;
         }
     }

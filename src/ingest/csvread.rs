@@ -467,51 +467,57 @@ impl RejectedRow {
     }
 }
 
-/// Where each line of the stream begins, for turning a record's byte offset into its line:
-/// the offsets of line starts not yet asked about, and the line of the last one passed.
-/// Records are asked about in order, so it holds only the line starts still in the read-ahead.
+/// Where each line with something on it begins, for turning a record's byte offset into its
+/// line. csv reports a record's offset as the byte after the previous record's first line-end
+/// byte, so it may point at the rest of a CRLF or at blank lines: the record's line is that of
+/// the first line with content at or after it. Records are asked about in order, so this holds
+/// only the lines still in the read-ahead.
 #[derive(Debug)]
 struct Lines {
-    starts: VecDeque<u64>,
+    /// (offset of the line's first byte, line number) of lines that have content.
+    content: VecDeque<(u64, u64)>,
     /// Bytes seen so far.
     seen: u64,
-    /// The line the last popped start began.
+    /// The line of the next byte.
     line: u64,
+    /// The next byte begins a line.
+    at_start: bool,
     /// The last byte seen was a CR (a LF right after it ends the same line).
     after_cr: bool,
 }
 
 impl Default for Lines {
     fn default() -> Lines {
-        Lines { starts: VecDeque::new(), seen: 0, line: 1, after_cr: false }
+        Lines { content: VecDeque::new(), seen: 0, line: 1, at_start: true, after_cr: false }
     }
 }
 
 impl Lines {
     fn scan(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.seen += 1;
             match b {
-                b'\n' if self.after_cr => {
-                    // CRLF: the line starts after the LF, not after the CR.
-                    if let Some(last) = self.starts.back_mut() {
-                        *last = self.seen;
-                    }
+                b'\n' if self.after_cr => {}
+                b'\n' | b'\r' => {
+                    self.line += 1;
+                    self.at_start = true;
                 }
-                b'\n' | b'\r' => self.starts.push_back(self.seen),
+                _ if self.at_start => {
+                    self.content.push_back((self.seen, self.line));
+                    self.at_start = false;
+                }
                 _ => {}
             }
             self.after_cr = b == b'\r';
+            self.seen += 1;
         }
     }
 
-    /// The line (1-based) on which the byte at `offset` stands.
+    /// The line (1-based) of the record csv says begins at `offset`.
     fn line_at(&mut self, offset: u64) -> u64 {
-        while self.starts.front().is_some_and(|&s| s <= offset) {
-            self.starts.pop_front();
-            self.line += 1;
+        while self.content.front().is_some_and(|&(at, _)| at < offset) {
+            self.content.pop_front();
         }
-        self.line
+        self.content.front().map_or(self.line, |&(_, line)| line)
     }
 }
 
@@ -534,11 +540,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn line_starts_count_every_kind_of_line_end_once() {
+    fn a_record_is_on_the_line_of_its_first_byte_whatever_the_line_ends() {
         let mut l = Lines::default();
         l.scan(b"a\r\nb\n\nc\rd\r");
         l.scan(b"\ne");
-        assert_eq!([0, 3, 5, 6, 8, 11].map(|o| l.line_at(o)), [1, 2, 3, 4, 5, 6]);
+        // csv's offsets: after the first byte of the line end before each record.
+        assert_eq!([0, 2, 5, 7, 10].map(|o| l.line_at(o)), [1, 2, 4, 5, 6]);
     }
 
     #[test]

@@ -275,7 +275,79 @@ pub fn load(src: &Sources<'_>) -> Result<Settings, ConfigError> {
     let mut s = merge(raw, &src.env)?;
     s.source = source;
     validate(&s)?;
+    for w in warnings(&s, &src.env) {
+        tracing::warn!("{w}");
+    }
     Ok(s)
+}
+
+/// X's published follow limits: 400 per account and 1000 per app in 24 hours.
+const X_PER_USER: u32 = 400;
+const X_PER_APP: u32 = 1000;
+const X_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// Every environment variable followq reads, but the per-account token ones.
+const ENV_KEYS: &[&str] = &[
+    "FOLLOWQ_DB",
+    "FOLLOWQ_CONFIG",
+    "FOLLOWQ_INBOX",
+    "FOLLOWQ_API_BASE_URL",
+    "FOLLOWQ_BASE_URL",
+    "FOLLOWQ_API_TIMEOUT",
+    "FOLLOWQ_APP_CONSUMER_KEY",
+    "FOLLOWQ_CONSUMER_KEY",
+    "FOLLOWQ_APP_CONSUMER_SECRET",
+    "FOLLOWQ_CONSUMER_SECRET",
+    "FOLLOWQ_LIMITS_PER_USER",
+    "FOLLOWQ_LIMITS_PER_APP",
+    "FOLLOWQ_LIMITS_WINDOW",
+    "FOLLOWQ_LIMITS_PACE",
+    "FOLLOWQ_LIMITS_MARGIN",
+    "FOLLOWQ_RETRY_MAX_ATTEMPTS",
+    "FOLLOWQ_RETRY_BASE",
+    "FOLLOWQ_RETRY_MAX",
+    "FOLLOWQ_RUN_CONCURRENCY",
+];
+
+/// What is allowed but probably a mistake: limits above X's published ones (they hold only for
+/// Enterprise plans with custom limits), and environment variables that look like followq's
+/// but name no setting (a typo is otherwise silently ignored).
+fn warnings(s: &Settings, env: &HashMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let per_day = |n: u32| n as f64 * X_WINDOW.as_secs_f64() / s.limits.window.as_secs_f64().max(1.0);
+    if s.limits.per_user > X_PER_USER || per_day(s.limits.per_user) > X_PER_USER as f64 + 0.5 {
+        out.push(format!(
+            "limits: {} per account per {} is more than X's published {X_PER_USER} per 24 h (only custom Enterprise limits allow it; X will refuse the rest)",
+            s.limits.per_user,
+            humantime::format_duration(s.limits.window)
+        ));
+    }
+    if s.limits.per_app > X_PER_APP || per_day(s.limits.per_app) > X_PER_APP as f64 + 0.5 {
+        out.push(format!(
+            "limits: {} for the app per {} is more than X's published {X_PER_APP} per 24 h (only custom Enterprise limits allow it)",
+            s.limits.per_app,
+            humantime::format_duration(s.limits.window)
+        ));
+    }
+    let mut known: Vec<String> = ENV_KEYS.iter().map(|k| k.to_string()).collect();
+    for a in &s.accounts {
+        let up = env_name(&a.name);
+        known.push(format!("FOLLOWQ_{up}_TOKEN"));
+        known.push(format!("FOLLOWQ_{up}_TOKEN_SECRET"));
+    }
+    let mut unknown: Vec<&String> = env
+        .keys()
+        .filter(|k| !known.contains(k) && !k.starts_with("FOLLOWQ_TEST_") && !k.starts_with("FOLLOWQ_BENCH_"))
+        .collect();
+    unknown.sort();
+    for k in unknown {
+        let near = known.iter().min_by_key(|c| strsim::levenshtein(k, c)).filter(|c| strsim::levenshtein(k, c) <= 3);
+        out.push(match near {
+            Some(c) => format!("{k} is not a followq setting and is ignored: did you mean {c}?"),
+            None => format!("{k} is not a followq setting and is ignored"),
+        });
+    }
+    out
 }
 
 fn env_or<'a>(env: &'a HashMap<String, String>, keys: &[&str]) -> Option<&'a String> {
@@ -761,6 +833,30 @@ mod tests {
         {
             assert!(url(good).is_ok(), "{good}");
         }
+    }
+
+    /// Defect (issue 12, 19): `per_user = 500` and `FOLLOWQ_LIMITS_PER_USR` were taken silently.
+    #[test]
+    fn limits_above_x_and_unknown_environment_variables_are_warned_about() {
+        let s = load_str("[limits]\nper_user = 500\n[[accounts]]\nname = \"alice\"\n", &[]).unwrap();
+        let env: HashMap<String, String> = [
+            ("FOLLOWQ_LIMITS_PER_USR", "3"),
+            ("FOLLOWQ_ALICE_TOKEN", "t"),
+            ("FOLLOWQ_BOB_TOKEN", "t"),
+            ("FOLLOWQ_DB", "x.db"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let w = warnings(&s, &env);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("500 per account per 1day is more than X's published 400"), "{w:?}");
+        assert!(w[1].starts_with("FOLLOWQ_BOB_TOKEN is not a followq setting"), "{w:?}");
+        assert!(w[2].contains("FOLLOWQ_LIMITS_PER_USR is not a followq setting and is ignored: did you mean FOLLOWQ_LIMITS_PER_USER?"), "{w:?}");
+        // The same rate over a shorter window is above X's too; X's own limits are not.
+        let fast = load_str("[limits]\nwindow = \"1h\"\n", &[]).unwrap();
+        assert_eq!(warnings(&fast, &HashMap::new()).len(), 2);
+        assert!(warnings(&Settings::default(), &HashMap::new()).is_empty());
     }
 
     /// Defect: toml's message quotes the offending line, so a misspelt `consumer_secrte = "…"`

@@ -14,8 +14,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::cli::{LogArgs, LogFormat, human_ms};
-use crate::schedule::Scheduler;
-use crate::worker::Observer;
+use crate::worker::{Observer, View};
 
 /// The one MultiProgress: bars are added to it and log lines are written through it.
 fn multi() -> &'static MultiProgress {
@@ -112,8 +111,17 @@ pub fn init_logging(args: &LogArgs) -> anyhow::Result<LogGuard> {
     Ok(LogGuard(file_guard))
 }
 
-/// Per account at the start of the run: (jobs total, jobs done).
-pub type Totals = HashMap<i64, (i64, i64)>;
+/// What an account's jobs were at the start of the run: the bars add this run's answers to it,
+/// so they count what `status` counts.
+#[derive(Debug, Clone, Default)]
+pub struct Start {
+    pub total: i64,
+    pub done: i64,
+    pub outcomes: HashMap<String, i64>,
+}
+
+/// Per account id at the start of the run.
+pub type Totals = HashMap<i64, Start>;
 
 /// The bars of `run`.
 pub struct Bars {
@@ -132,11 +140,21 @@ pub struct Bars {
 /// with a thousand accounts).
 const REFRESH: Duration = Duration::from_millis(100);
 
+/// The bar's width for a terminal `columns` wide: what is left after the name, the counts and
+/// room for the state, within 6 to 24.
+fn bar_width(columns: u16) -> usize {
+    (usize::from(columns).saturating_sub(64)).clamp(6, 24)
+}
+
 impl Bars {
     /// Bars for these accounts (id, name); hidden when `show` is false or stderr is no terminal.
     pub fn new(accounts: &[(i64, String)], start: Totals, show: bool) -> Bars {
         let visible = show && std::io::stderr().is_terminal();
-        let style = ProgressStyle::with_template("{prefix:<12} [{bar:24.cyan/blue}] {pos:>6}/{len:<6} {wide_msg}")
+        let columns = console::Term::stderr().size_checked().map_or(80, |(_, c)| c);
+        // The state and the ETA come first in the message; a narrow terminal cuts the
+        // outcome list at the end of the line, never the state.
+        let template = format!("{{prefix:<10}} [{{bar:{}.cyan/blue}}] {{pos:>5}}/{{len:<5}} {{wide_msg}}", bar_width(columns));
+        let style = ProgressStyle::with_template(&template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
         let mk = |prefix: &str| {
@@ -167,28 +185,31 @@ impl Bars {
 }
 
 impl Observer for Bars {
-    fn update(&mut self, sched: &Scheduler, outcomes: &HashMap<i64, HashMap<&'static str, i64>>, now: i64, last: bool) {
+    fn update(&mut self, view: &View<'_>, last: bool) {
         if !last && self.last_update.is_some_and(|t| t.elapsed() < REFRESH) {
             return;
         }
         self.last_update = Some(Instant::now());
+        let (sched, now) = (view.sched, view.now);
         let mut all_done = 0;
         let mut all_total = 0;
-        let mut summary: HashMap<&str, i64> = HashMap::new();
+        let mut summary: HashMap<String, i64> = HashMap::new();
         let app_ready = sched.app_ready_at();
         for (i, a) in sched.accounts.iter().enumerate() {
-            let Some(&(total0, done0)) = self.start.get(&a.id) else { continue };
-            let run = outcomes.get(&a.id);
-            let done = done0 + run.map_or(0, |m| m.values().sum::<i64>());
-            let total = total0.max(done + a.queued);
+            let Some(start) = self.start.get(&a.id) else { continue };
+            let run = view.outcomes.get(&a.id);
+            let mut outcomes = start.outcomes.clone();
+            for (k, v) in run.into_iter().flatten() {
+                *outcomes.entry(k.to_string()).or_default() += v;
+            }
+            let done = start.done + run.map_or(0, |m| m.values().sum::<i64>());
+            let total = start.total.max(done + a.queued);
             all_done += done;
             all_total += total;
-            if let Some(m) = run {
-                for (k, v) in m {
-                    *summary.entry(k).or_default() += v;
-                }
+            for (k, v) in &outcomes {
+                *summary.entry(k.clone()).or_default() += v;
             }
-            let msg = account_message(sched, i, now, app_ready, run);
+            let msg = account_message(view, i, app_ready, &outcomes);
             if let Some(bar) = self.bars.get(&a.id) {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
@@ -198,13 +219,11 @@ impl Observer for Bars {
         self.total.set_length(all_total as u64);
         self.total.set_position(all_done as u64);
         let eta = sched.eta(now).map_or("-".to_string(), |t| human_ms(t - now));
-        let mut parts: Vec<String> = summary.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        parts.sort();
         let app_used = sched.app_used(now);
         self.total.set_message(format!(
-            "app {app_used}/{} in window | ETA {eta} | {}",
+            "ETA {eta} | app {app_used}/{} in window | {}",
             sched.limits.per_app,
-            parts.join(", ")
+            outcome_list(&summary)
         ));
         if let Some(every) = self.log_every
             && self.last_log.elapsed() >= every
@@ -215,20 +234,23 @@ impl Observer for Bars {
     }
 }
 
-/// "12 followed, 1 blocked | 40/400 | next follow in 3m12s".
-fn account_message(
-    sched: &Scheduler,
-    i: usize,
-    now: i64,
-    app_ready: i64,
-    run: Option<&HashMap<&'static str, i64>>,
-) -> String {
+/// "followed 12, blocked 1", by name.
+fn outcome_list(outcomes: &HashMap<String, i64>) -> String {
+    let mut parts: Vec<String> = outcomes.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
+    parts.sort();
+    parts.join(", ")
+}
+
+/// "next follow in 3m12s | 40/400 in window | followed 12, blocked 1": the state first, so
+/// that a narrow terminal cuts the outcomes, not the state.
+fn account_message(view: &View<'_>, i: usize, app_ready: i64, outcomes: &HashMap<String, i64>) -> String {
+    let (sched, now) = (view.sched, view.now);
     let a = &sched.accounts[i];
     let used = sched.used(i, now);
-    let mut outs: Vec<String> = run.map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect()).unwrap_or_default();
-    outs.sort();
     let state = if let Some(why) = &a.stopped {
         format!("STOPPED: {why}")
+    } else if let Some(since) = view.waiting.get(&a.id) {
+        format!("waiting for X's answer ({})", human_ms(now - since))
     } else if a.queued == 0 {
         "done".to_string()
     } else if a.paused_until > now {
@@ -239,8 +261,10 @@ fn account_message(
                 format!("window full: resumes {}", crate::cli::local_time(t).split(' ').nth(1).unwrap_or("-"))
             }
             Some(t) if t > now + 1000 => format!("next follow in {}", human_ms(t - now)),
+            // Ready, but every request slot is taken by other accounts' requests.
+            _ if !view.waiting.is_empty() => "waiting for a free request slot".to_string(),
             _ => "sending".to_string(),
         }
     };
-    format!("{used}/{} in window | {state} | {}", sched.limits.per_user, outs.join(", "))
+    format!("{state} | {used}/{} in window | {}", sched.limits.per_user, outcome_list(outcomes))
 }

@@ -16,7 +16,9 @@ use tracing::{debug, info, warn};
 use crate::api::classify::{self, Outcome, Verdict};
 use crate::api::{self, Client};
 use crate::config::{Account, Settings};
+use crate::cli::human_ms;
 use crate::ingest::{self, Accounts, Input};
+use crate::text::printable;
 use crate::schedule::{Decision, Limits, Scheduler};
 use crate::store::{Claim, ClaimAsk, ClaimResult, Record, RecordAccount, RecordJob, Store, WindowView, Writer, now_ms};
 
@@ -122,17 +124,27 @@ pub enum Ending {
     AppStopped(String),
 }
 
+/// What the dispatcher shows the progress display.
+pub struct View<'a> {
+    pub sched: &'a Scheduler,
+    /// Jobs this run finished, by account id and outcome.
+    pub outcomes: &'a HashMap<i64, HashMap<&'static str, i64>>,
+    /// Accounts with requests out and no answer yet: since when the oldest one has waited (ms).
+    pub waiting: &'a HashMap<i64, i64>,
+    pub now: i64,
+}
+
 /// What the dispatcher tells the progress display.
 pub trait Observer: Send {
     /// Called on every turn of the dispatcher loop (so it must be cheap, or skip), and once more
     /// with `last` set when the run ends.
-    fn update(&mut self, sched: &Scheduler, outcomes: &HashMap<i64, HashMap<&'static str, i64>>, now: i64, last: bool);
+    fn update(&mut self, view: &View<'_>, last: bool);
 }
 
 /// No display (tests, `--no-progress` under a non-terminal).
 pub struct Silent;
 impl Observer for Silent {
-    fn update(&mut self, _: &Scheduler, _: &HashMap<i64, HashMap<&'static str, i64>>, _: i64, _: bool) {}
+    fn update(&mut self, _: &View<'_>, _: bool) {}
 }
 
 /// Run options.
@@ -197,6 +209,8 @@ struct Dispatcher<'a> {
     answers_tx: mpsc::UnboundedSender<Done>,
     answers: mpsc::UnboundedReceiver<Done>,
     pending: Vec<Done>,
+    /// Requests claimed and not yet answered, per account: attempt id → claimed at (ms).
+    out: HashMap<i64, std::collections::BTreeMap<i64, i64>>,
 }
 
 /// Claims waiting for a free request slot, and the sender tasks that take them.
@@ -421,6 +435,7 @@ pub async fn work_off(
         answers_tx,
         answers,
         pending: Vec::new(),
+        out: HashMap::new(),
     };
     let ending = d.work(&shutdown, &opts, observer).await;
     // Claims still waiting for a slot are not sent now.
@@ -436,7 +451,8 @@ pub async fn work_off(
         }
     }
     let last = d.flush().await;
-    observer.update(&d.sched, &d.outcomes, now_ms(), true);
+    let waiting = d.waiting();
+    observer.update(&View { sched: &d.sched, outcomes: &d.outcomes, waiting: &waiting, now: now_ms() }, true);
     let ending = ending?;
     last?;
     Ok(ending)
@@ -466,7 +482,8 @@ impl Dispatcher<'_> {
                 return Ok(e);
             }
             let now = now_ms();
-            observer.update(&self.sched, &self.outcomes, now, false);
+            let waiting = self.waiting();
+            observer.update(&View { sched: &self.sched, outcomes: &self.outcomes, waiting: &waiting, now }, false);
             if shutdown.is_cancelled() || opts.deadline.is_some_and(|d| now >= d) {
                 return Ok(Ending::Stopped);
             }
@@ -569,6 +586,11 @@ impl Dispatcher<'_> {
         }
     }
 
+    /// Per account with requests out: when its oldest unanswered one was claimed.
+    fn waiting(&self) -> HashMap<i64, i64> {
+        self.out.iter().filter_map(|(a, m)| m.values().min().map(|t| (*a, *t))).collect()
+    }
+
     /// Places for new claims: the slots plus the claims ahead, less the claims waiting or out
     /// (answers waiting to be written have freed theirs).
     fn free_places(&self) -> usize {
@@ -610,6 +632,11 @@ impl Dispatcher<'_> {
     fn absorb_all(&mut self, batch: Vec<Done>, written: Vec<bool>) -> Option<Ending> {
         debug!(answers = batch.len(), "recorded");
         self.in_flight -= batch.len();
+        for d in &batch {
+            if let Some(out) = self.out.get_mut(&d.record.account_id) {
+                out.remove(&d.record.attempt_id);
+            }
+        }
         self.answered.note(batch.iter().filter(|d| d.record.sent).count());
         let mut ending = None;
         for (done, ok) in batch.into_iter().zip(written) {
@@ -689,6 +716,8 @@ impl Dispatcher<'_> {
                     window_frees: sched.oldest_send(i).map_or(now, |t| t + sched.limits.window_ms),
                 };
                 self.in_flight += claims.len();
+                let out = self.out.entry(id).or_default();
+                out.extend(claims.iter().map(|c| (c.attempt_id, c.sent_at)));
                 let works = claims
                     .into_iter()
                     .map(|claim| Work { claim, account: account.clone(), ctx: ctx.clone() })
@@ -747,10 +776,19 @@ fn absorb(
             *outcomes.entry(a.id).or_default().entry(o).or_default() += 1;
             debug!(account = %a.name, job_id = done.record.job_id, outcome = o, status = done.record.http_status, "job finished");
         }
-        RecordJob::Requeue { not_before, .. } => {
+        RecordJob::Requeue { not_before, failure } => {
             a.queued += 1;
             a.ready_at = Some(a.ready_at.map_or(*not_before, |r| r.min(*not_before)));
+            if *failure {
+                // Once per failure, at the default level: time-outs and 5xx are what a user
+                // watching a stuck run needs to see.
+                let wait = human_ms(*not_before - crate::store::now_ms());
+                info!(account = %a.name, job_id = done.record.job_id, error = %printable(&done.record.message), retry_in = %wait, "request failed; it will be retried");
+            }
         }
+    }
+    if done.record.job == RecordJob::Done("failed") {
+        warn!(account = %a.name, job_id = done.record.job_id, error = %printable(&done.record.message), "job failed: no more retries (`followq retry` queues it again)");
     }
     match &done.record.account {
         Some(RecordAccount::Pause { until, reason, pace_factor }) => {

@@ -38,7 +38,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 } else {
                     "ready".to_string()
                 };
-                println!(
+                crate::outln!(
                     "{:<16} {:<13} pace x{:<4} {state}",
                     a.name,
                     if configured { "configured" } else { "unconfigured" },
@@ -57,15 +57,15 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     Ok(r) if r.status == 200 => {
                         if let Some(row) = row.filter(|r| !r.stopped_reason.is_empty()) {
                             store.clear_stop(row.id).await?;
-                            println!("{}: ok (was stopped; resumed)", a.name);
+                            crate::outln!("{}: ok (was stopped; resumed)", a.name);
                         } else {
-                            println!("{}: ok", a.name);
+                            crate::outln!("{}: ok", a.name);
                         }
                     }
                     Ok(r) => {
                         bad += 1;
                         let e = parse_error(&r.body);
-                        println!(
+                        crate::outln!(
                             "{}: FAILED: HTTP {} code {} {}",
                             a.name,
                             r.status,
@@ -75,7 +75,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     }
                     Err(e) => {
                         bad += 1;
-                        println!("{}: FAILED: {e}", a.name);
+                        crate::outln!("{}: FAILED: {e}", a.name);
                     }
                 }
             }

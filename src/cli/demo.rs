@@ -62,7 +62,7 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     };
     let sb = Sandbox::start(sb_config, 0).await?;
     settings.api.base_url = sb.base_url();
-    println!(
+    crate::outln!(
         "followq demo: sandbox on {} | limits {} per account, {} per app, per 24 s (24 h compressed 3600x) | light faults on",
         sb.base_url(),
         settings.limits.per_user,
@@ -71,20 +71,18 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
 
     let ctx = Context { settings: settings.clone(), db_path: db.clone(), config_path: dir.join("followq.toml") };
     let (store, ids) = ctx.open_store().await?;
-    let csv_path = dir.join("example.csv");
-    std::fs::write(&csv_path, EXAMPLE_CSV)?;
     let accounts = Accounts::new(ids, None)?;
     let mut rejects = 0;
     let mut on_reject = |r: &ingest::Reject| {
         rejects += 1;
         if rejects <= 3 {
-            println!("  rejected example.csv:{}: {}", r.line, r.reason);
+            println!("  rejected example.csv:{}: {}", r.line, crate::text::printable(&r.reason));
         }
     };
     let opts =
         ingest::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: String::new() };
-    let s = ingest::import(&store, &Input::File(csv_path), opts).await?;
-    println!(
+    let s = ingest::import(&store, &Input::Embedded { name: "jobs/example.csv", text: EXAMPLE_CSV }, opts).await?;
+    crate::outln!(
         "imported jobs/example.csv: {} rows, {} queued, {} duplicates, {} rejected",
         s.rows_read, s.added, s.duplicates, s.rejected
     );
@@ -104,26 +102,31 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let elapsed = now_ms() - started;
     store.close().await;
 
-    println!();
+    crate::outln!();
     let report = status::report(&ctx).await?;
     status::print_table(&mut std::io::stdout().lock(), &report)?;
     let st = sb.stats();
-    println!();
-    println!("sandbox verdict after {}:", human_ms(elapsed));
-    println!("  create requests {} | by status {:?}", st.creates.values().sum::<u64>(), st.by_status);
-    println!("  faults injected {:?}", st.faults);
-    println!(
+    crate::outln!();
+    crate::outln!("sandbox verdict after {}:", human_ms(elapsed));
+    crate::outln!("  create requests {} | by status {:?}", st.creates.values().sum::<u64>(), st.by_status);
+    crate::outln!("    (status 0: no HTTP answer at all — the connections the sandbox dropped on purpose)");
+    crate::outln!("  faults injected {:?}", st.faults);
+    crate::outln!(
         "  most requests in any 24 s window: app {} (limit {}), per account {:?} (limit {})",
         st.max_in_window.app, settings.limits.per_app, st.max_in_window.per_account, settings.limits.per_user
     );
-    println!(
+    crate::outln!(
         "  window violations {} | bad signatures {} | repeated creates {}",
         st.violations, st.bad_signatures, st.duplicate_creates
     );
+    let lost = st.faults.get("hang").copied().unwrap_or(0) + st.faults.get("drop").copied().unwrap_or(0);
+    crate::outln!(
+        "    (a repeated create is a follow sent again for a target already followed: after an answer that was held past the time-out or a connection that was dropped — {lost} such faults here — followq cannot know the follow happened, so it sends it once more, harmlessly)"
+    );
     let clean = st.violations == 0 && st.bad_signatures == 0;
-    println!("  {}", if clean { "OK: no limit broken, every signature valid" } else { "NOT OK: see above" });
+    crate::outln!("  {}", if clean { "OK: no limit broken, every signature valid" } else { "NOT OK: see above" });
     if let Some(d) = &args.keep {
-        println!("demo files kept in {}", d.display());
+        crate::outln!("demo files kept in {}", d.display());
     }
     Ok(if !clean {
         EXIT_FATAL

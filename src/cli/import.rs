@@ -56,7 +56,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             );
         }
         if scan.ready.is_empty() && scan.unreadable.is_empty() && scan.settling.is_empty() {
-            println!("inbox {}: no new files", ctx.settings.inbox.display());
+            crate::outln!("inbox {}: no new files", ctx.settings.inbox.display());
         }
         scan.ready.into_iter().map(|(p, h)| (Input::File(p), h)).collect()
     } else {

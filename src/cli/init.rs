@@ -38,7 +38,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
     let (store, _) = ctx.open_store().await?;
     store.close().await;
-    println!("wrote {} (mode 0600): add your app keys and [[accounts]]", path.display());
-    println!("created {}", ctx.db_path.display());
+    crate::outln!("wrote {} (mode 0600): add your app keys and [[accounts]]", path.display());
+    crate::outln!("created {}", ctx.db_path.display());
     Ok(EXIT_OK)
 }

@@ -125,13 +125,26 @@ impl Context {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// Writes a line to stdout like `println!`, but returns the error (a closed pipe, a full disk)
+/// to the caller instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 /// Runs the command and returns the exit status. Errors are printed here, once.
 pub async fn dispatch(cli: Cli) -> u8 {
+    let (db_path, _) = config::resolve_path(cli.db.as_deref(), "FOLLOWQ_DB", "followq.db");
     match dispatch_inner(cli).await {
         Ok(code) => code,
+        // A reader that went away (`followq status | head -3`) ends it quietly, as ripgrep does.
+        Err(e) if is_broken_pipe(&e) => EXIT_OK,
         Err(e) => {
             crate::progress::clear();
-            eprintln!("followq: {}", crate::text::printable(&format!("{e:#}")));
+            eprintln!("followq: {}", crate::text::printable(&describe(&e, &db_path)));
             if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<UsageError>().is_some() {
                 EXIT_USAGE
             } else {
@@ -139,6 +152,40 @@ pub async fn dispatch(cli: Cli) -> u8 {
             }
         }
     }
+}
+
+/// True when the error comes from writing to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// One message for an error: its causes joined, each said once (an error's text often repeats
+/// its cause's), with the database named when the database failed, and what to do when it was
+/// locked.
+fn describe(e: &anyhow::Error, db: &std::path::Path) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    let store = e.chain().find_map(|c| c.downcast_ref::<crate::store::StoreError>());
+    if let Some(err) = store {
+        let db = db.display().to_string();
+        if !text.contains(&db) {
+            text = format!("database {db}: {text}");
+        }
+        if err.is_busy() {
+            text.push_str(
+                " — another process kept it locked past the wait (an import, `followq retry`, or another program): try again when it is done",
+            );
+        }
+    }
+    text
 }
 
 async fn dispatch_inner(cli: Cli) -> anyhow::Result<u8> {

@@ -23,6 +23,6 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     };
     let n = store.requeue(&args.outcome, account).await?;
     store.close().await;
-    println!("re-queued {n} jobs ({})", args.outcome.join(", "));
+    crate::outln!("re-queued {n} jobs ({})", args.outcome.join(", "));
     Ok(EXIT_OK)
 }

@@ -122,6 +122,9 @@ pub async fn work(
     let bad: i64 =
         counts.iter().filter(|c| matches!(c.outcome.as_deref(), Some("failed" | "refused"))).map(|c| c.n).sum();
     eprintln!("run ended after {}: {}", human_ms(now_ms() - started), describe(&ending, queued));
+    for line in what_went_wrong(store, &counts).await? {
+        eprintln!("  {line}");
+    }
     Ok(match ending {
         Ending::AppStopped(why) => {
             eprintln!("followq: X refuses the app: {why}. Nothing more can be sent until that is fixed.");
@@ -131,6 +134,48 @@ pub async fn work(
         _ if bad > 0 => EXIT_PARTIAL,
         _ => EXIT_OK,
     })
+}
+
+/// The closing lines after the first: how many jobs failed or were refused and why (the most
+/// common reasons), how many wait on stopped or paused accounts, and the commands that list or
+/// re-queue them. Nothing when nothing went wrong.
+async fn what_went_wrong(store: &Store, counts: &[crate::store::CountRow]) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    let count = |o: &str| counts.iter().filter(|c| c.outcome.as_deref() == Some(o)).map(|c| c.n).sum::<i64>();
+    let (failed, refused) = (count("failed"), count("refused"));
+    if failed + refused > 0 {
+        lines.push(format!("{failed} jobs failed (transient errors past the retries) and {refused} were refused by X"));
+        for (outcome, message, n) in store.failure_reasons(3).await? {
+            let message = if message.is_empty() { "(no message)".to_string() } else { message };
+            lines.push(format!("  {n} × {outcome}: {}", crate::text::printable(&message)));
+        }
+        lines.push(
+            "`followq export --outcome failed,refused` lists them; `followq retry` queues them again".to_string(),
+        );
+    }
+    let now = now_ms();
+    for a in store.accounts().await? {
+        let queued: i64 =
+            counts.iter().filter(|c| c.account == a.name && c.state == "queued").map(|c| c.n).sum();
+        if queued == 0 {
+            continue;
+        }
+        if !a.stopped_reason.is_empty() {
+            lines.push(format!(
+                "{queued} jobs wait on {}, which is stopped: {} (`followq accounts check` resumes it)",
+                a.name,
+                crate::text::printable(&a.stopped_reason)
+            ));
+        } else if a.paused_until > now {
+            lines.push(format!(
+                "{queued} jobs wait on {}, paused until {} ({})",
+                a.name,
+                local_time(a.paused_until),
+                crate::text::printable(&a.pause_reason)
+            ));
+        }
+    }
+    Ok(lines)
 }
 
 fn describe(ending: &Ending, queued: i64) -> String {
@@ -149,16 +194,19 @@ fn describe(ending: &Ending, queued: i64) -> String {
     }
 }
 
-/// Per account id: (jobs total, jobs done) now.
+/// Per account id: its jobs now (total, done, outcomes), from the counts `status` reads.
 async fn start_totals(store: &Store) -> anyhow::Result<Totals> {
     let ids: HashMap<String, i64> = store.accounts().await?.into_iter().map(|a| (a.name, a.id)).collect();
     let mut totals: Totals = HashMap::new();
     for c in store.job_counts().await? {
         if let Some(id) = ids.get(&c.account) {
             let e = totals.entry(*id).or_default();
-            e.0 += c.n;
+            e.total += c.n;
             if c.state == "done" {
-                e.1 += c.n;
+                e.done += c.n;
+            }
+            if let Some(o) = c.outcome {
+                *e.outcomes.entry(o).or_default() += c.n;
             }
         }
     }
@@ -168,7 +216,7 @@ async fn start_totals(store: &Store) -> anyhow::Result<Totals> {
 /// `run --dry-run`: what would happen, from the ledger and the queue, sending nothing.
 async fn plan(ctx: &Context) -> anyhow::Result<u8> {
     let r = status::report(ctx).await?;
-    println!(
+    crate::outln!(
         "dry run: nothing is sent. At the configured limits ({} per account, {} for the app, per {}):",
         ctx.settings.limits.per_user,
         ctx.settings.limits.per_app,
@@ -182,21 +230,27 @@ async fn plan(ctx: &Context) -> anyhow::Result<u8> {
             (None, Some(_)) => "next slot now".into(),
             (None, None) => "nothing to send".into(),
         };
-        println!(
+        crate::outln!(
             "  {:<16} {:>8} waiting, budget left now {:>5}/{:<5} {next}",
             a.name, waiting, a.budget.left, a.budget.limit
         );
     }
-    println!(
+    crate::outln!(
         "  {:<16} {:>8} waiting, budget left now {:>5}/{:<5}",
         "app",
         r.jobs.by_state.get("queued").copied().unwrap_or(0),
         r.app.budget.left,
         r.app.budget.limit
     );
-    match r.eta {
-        Some(t) => println!("the queue would be done by {} (in {})", local_time(t), human_ms(t - r.now)),
-        None => println!("nothing queued"),
+    match (r.eta, r.waiting_on_stopped) {
+        (Some(t), 0) => crate::outln!("the queue would be done by {} (in {})", local_time(t), human_ms(t - r.now)),
+        (Some(t), n) => crate::outln!(
+            "the queue would be done by {} (in {}), but for {n} jobs that wait on stopped accounts",
+            local_time(t),
+            human_ms(t - r.now)
+        ),
+        (None, 0) => crate::outln!("nothing queued"),
+        (None, n) => crate::outln!("{n} jobs wait on stopped accounts: nothing can be sent until one is resumed"),
     }
     Ok(EXIT_OK)
 }

@@ -69,22 +69,22 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
     config.visible_after = crate::config::duration("--visible-after", &args.visible_after)?;
     let sb = Sandbox::start(config, args.port).await?;
-    println!("sandbox listening on {} (loopback only); stats at {}/_sandbox/stats", sb.base_url(), sb.base_url());
+    crate::outln!("sandbox listening on {} (loopback only); stats at {}/_sandbox/stats", sb.base_url(), sb.base_url());
     if from_config {
-        println!("credentials: those of {} (point its [api] base_url here)", ctx.config_path.display());
+        crate::outln!("credentials: those of {} (point its [api] base_url here)", ctx.config_path.display());
     } else {
         let demo = demo_settings(&["alice", "bob", "carol"]);
         let tokens: HashMap<&str, &str> = demo.accounts.iter().map(|a| (a.name.as_str(), a.token.as_str())).collect();
-        println!(
+        crate::outln!(
             "demo credentials (accepted only here): consumer key {} / secret {}",
             demo.app.consumer_key,
             demo.app.consumer_secret.expose()
         );
         for a in &demo.accounts {
-            println!("  account {}: token {} / secret {}", a.name, tokens[a.name.as_str()], a.token_secret.expose());
+            crate::outln!("  account {}: token {} / secret {}", a.name, tokens[a.name.as_str()], a.token_secret.expose());
         }
     }
     tokio::signal::ctrl_c().await?;
-    println!("sandbox stopped: {}", serde_json::to_string(&sb.stats())?);
+    crate::outln!("sandbox stopped: {}", serde_json::to_string(&sb.stats())?);
     Ok(EXIT_OK)
 }

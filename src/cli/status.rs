@@ -7,20 +7,37 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::{Context, EXIT_OK, human_ms, local_time};
+use crate::api::classify::Outcome;
 use crate::schedule::Scheduler;
 use crate::store::{ImportRow, now_ms};
 use crate::text::printable;
 use crate::worker;
 
-/// Counts by state and outcome.
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+/// Counts by state and outcome. Every state and every outcome is always a key (0 when none):
+/// README documents them as stable.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct JobCounts {
     pub total: i64,
     pub by_state: BTreeMap<String, i64>,
     pub by_outcome: BTreeMap<String, i64>,
 }
 
+impl Default for JobCounts {
+    fn default() -> JobCounts {
+        JobCounts {
+            total: 0,
+            by_state: ["queued", "in_flight", "done"].into_iter().map(|s| (s.to_string(), 0)).collect(),
+            by_outcome: Outcome::ALL.iter().map(|o| (o.as_str().to_string(), 0)).collect(),
+        }
+    }
+}
+
 impl JobCounts {
+    /// The outcomes that happened, for the human table.
+    fn nonzero_outcomes(&self) -> impl Iterator<Item = (&String, &i64)> {
+        self.by_outcome.iter().filter(|(_, n)| **n > 0)
+    }
+
     fn add(&mut self, state: &str, outcome: Option<&str>, n: i64) {
         self.total += n;
         *self.by_state.entry(state.to_string()).or_default() += n;
@@ -63,8 +80,11 @@ pub struct Report {
     pub jobs: JobCounts,
     pub accounts: Vec<AccountStatus>,
     pub app: AppStatus,
-    /// When the queue will be done at the configured limits (ms since the epoch).
+    /// When the queue will be done at the configured limits (ms since the epoch); null when
+    /// nothing queued can be sent (see `waiting_on_stopped`).
     pub eta: Option<i64>,
+    /// Queued jobs of stopped accounts: they wait until someone acts, and no ETA counts them.
+    pub waiting_on_stopped: i64,
     pub imports: Vec<ImportRow>,
 }
 
@@ -99,9 +119,13 @@ pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
         per.entry(c.account.clone()).or_default().add(&c.state, c.outcome.as_deref(), c.n);
     }
     let accounts = account_statuses(ctx, &mut sched, &mut per, now);
+    let waiting_on_stopped = accounts.iter().filter(|a| a.stopped.is_some()).map(|a| a.jobs.by_state["queued"]).sum();
     let app_used = sched.app_used(now);
     let per_app = sched.limits.per_app;
-    let app_next = sched.accounts.iter().any(|a| a.ready_at.is_some()).then(|| sched.app_ready_at().max(now));
+    // The app's next slot only when some account could use it.
+    let app_next = (0..sched.accounts.len())
+        .any(|i| sched.account_ready_at(i).is_some())
+        .then(|| sched.app_ready_at().max(now));
     Ok(Report {
         now,
         window_ms: sched.limits.window_ms,
@@ -112,6 +136,7 @@ pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
             next_slot: app_next,
         },
         eta: sched.eta(now),
+        waiting_on_stopped,
         imports,
     })
 }
@@ -178,10 +203,8 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
 }
 
 fn outcomes_line(c: &JobCounts) -> String {
-    if c.by_outcome.is_empty() {
-        return "-".into();
-    }
-    c.by_outcome.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    let line: Vec<String> = c.nonzero_outcomes().map(|(k, v)| format!("{k} {v}")).collect();
+    if line.is_empty() { "-".into() } else { line.join(", ") }
 }
 
 fn when(t: Option<i64>, now: i64) -> String {
@@ -245,9 +268,18 @@ pub fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             writeln!(out, "{}: paused until {} ({})", a.name, local_time(t), printable(why))?;
         }
     }
-    match r.eta {
-        Some(t) => writeln!(out, "eta: {} at the configured limits", when(Some(t), r.now))?,
-        None => writeln!(out, "eta: nothing queued")?,
+    match (r.eta, r.waiting_on_stopped) {
+        (Some(t), 0) => writeln!(out, "eta: {} at the configured limits", when(Some(t), r.now))?,
+        (Some(t), n) => writeln!(
+            out,
+            "eta: {} at the configured limits, for all but the {n} jobs that wait on stopped accounts",
+            when(Some(t), r.now)
+        )?,
+        (None, 0) => writeln!(out, "eta: nothing queued")?,
+        (None, n) => writeln!(
+            out,
+            "eta: none — {n} jobs wait on stopped accounts (see above; `followq accounts check` resumes one)"
+        )?,
     }
     if !r.imports.is_empty() {
         writeln!(out, "\nrecent imports:")?;

@@ -145,6 +145,8 @@ pub(crate) fn emit(sink: &Sink, item: Item) -> bool {
 pub enum Input {
     Stdin,
     File(PathBuf),
+    /// Text built into the binary (the demo's list), under the name it has in the repository.
+    Embedded { name: &'static str, text: &'static str },
 }
 
 impl Input {
@@ -158,6 +160,7 @@ impl Input {
         match self {
             Input::Stdin => "<stdin>".to_string(),
             Input::File(p) => p.display().to_string(),
+            Input::Embedded { name, .. } => name.to_string(),
         }
     }
 }
@@ -166,6 +169,7 @@ impl Input {
 fn open(input: &Input) -> Result<Box<dyn Read + Send>, IngestError> {
     match input {
         Input::Stdin => Ok(Box::new(std::io::stdin())),
+        Input::Embedded { text, .. } => Ok(Box::new(text.as_bytes())),
         Input::File(path) => {
             let name = path.display().to_string();
             match std::fs::metadata(path) {

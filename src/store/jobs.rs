@@ -183,6 +183,18 @@ impl Store {
         Ok(())
     }
 
+    /// The most common reasons jobs ended `failed` or `refused`: (outcome, last message, jobs).
+    pub async fn failure_reasons(&self, limit: i64) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "select outcome, last_message, count(*) as n from jobs
+             where state = 'done' and outcome in ('failed', 'refused')
+             group by outcome, last_message order by n desc, outcome limit ?1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Puts finished jobs with one of `outcomes` back in the queue with a fresh failure count.
     pub async fn requeue(&self, outcomes: &[String], account_id: Option<i64>) -> Result<u64, StoreError> {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(

@@ -25,7 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub enum StoreError {
     #[error("database {path}: {source}")]
     Open { path: String, source: sqlx::Error },
-    #[error("{0}: no database here (`followq init` or `followq import` creates one)")]
+    #[error("no database at {0} (`followq init` or `followq import` creates one; --db or FOLLOWQ_DB names another)")]
     Missing(String),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -34,6 +34,16 @@ pub enum StoreError {
     /// A guarded transition changed no row: someone else already recorded it.
     #[error("stale write: {0}")]
     Stale(String),
+}
+
+impl StoreError {
+    /// True when SQLite said "database is locked" (another process held the write lock).
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Sql(e) | StoreError::Open { source: e, .. } => is_busy(e),
+            _ => false,
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch, UTC: the one time unit in the database.
@@ -111,7 +121,8 @@ impl Store {
     pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
         if !path.exists() {
-            return Err(StoreError::Missing(path.display().to_string()));
+            let looked = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            return Err(StoreError::Missing(looked.display().to_string()));
         }
         let opts = SqliteConnectOptions::from_str("sqlite:")
             .map_err(open_err)?

@@ -434,8 +434,8 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
     let line_no = text[..at].matches('\n').count() + 1;
     let column = text[line_start..at].chars().count() + 1;
-    let line = text[line_start..].lines().next().unwrap_or("");
-    let key = key_of_line(line).map(|k| match table_of(&text[..line_start]) {
+    let (table, key) = context_at(text, at);
+    let key = key.map(|k| match table {
         Some(t) => format!("{t}.{k}"),
         None => k,
     });
@@ -477,20 +477,80 @@ fn describe_toml_error(message: &str) -> String {
     kept.strip_suffix(", expected").unwrap_or(kept).to_string()
 }
 
-/// The key a `key = value` line sets, when what stands left of its `=` is a plain (or dotted)
-/// key; never anything right of it.
-fn key_of_line(line: &str) -> Option<String> {
-    let (left, _) = line.split_once('=')?;
-    let key = left.trim();
-    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | '\'' | ' ');
-    (!key.is_empty() && key.len() <= 64 && key.chars().all(plain)).then(|| key.to_string())
+/// The table and the key being parsed at byte `at` of a TOML text: the last `[table]` header
+/// and the last `key =` that begin a line outside strings and comments before it. Lines inside
+/// a multi-line string are a value, never taken for a key; and a name is given only when it
+/// reads as a setting's name (lower-case words), so a secret pasted where a key belongs is not
+/// printed either.
+fn context_at(text: &str, at: usize) -> (Option<String>, Option<String>) {
+    let (mut table, mut key) = (None, None);
+    let b = text.as_bytes();
+    let at = at.min(b.len());
+    let mut i = 0;
+    let mut line_start = true;
+    while i < b.len() {
+        // The line `at` stands on counts too (an unknown key is reported at its line's start).
+        if line_start {
+            line_start = false;
+            let line = text[i..].lines().next().unwrap_or("").trim_start();
+            if line.starts_with('[') {
+                let name = line.trim_start_matches('[').split(']').next().unwrap_or("").trim();
+                table = setting_name(name);
+                key = None;
+            } else if let Some((left, _)) = line.split_once('=') {
+                key = setting_name(left.trim());
+            }
+        }
+        if i >= at {
+            break;
+        }
+        let rest = &b[i..];
+        let skip_to = |close: &[u8], from: usize, one_line: bool| -> usize {
+            let mut j = from;
+            while j < b.len() {
+                if b[j] == b'\\' && close[0] == b'"' {
+                    j += 2;
+                    continue;
+                }
+                if one_line && b[j] == b'\n' {
+                    return j;
+                }
+                if b[j..].starts_with(close) {
+                    return j + close.len();
+                }
+                j += 1;
+            }
+            b.len()
+        };
+        i = if rest.starts_with(b"\"\"\"") {
+            skip_to(b"\"\"\"", i + 3, false)
+        } else if rest.starts_with(b"'''") {
+            skip_to(b"'''", i + 3, false)
+        } else if rest[0] == b'"' {
+            skip_to(b"\"", i + 1, true)
+        } else if rest[0] == b'\'' {
+            skip_to(b"'", i + 1, true)
+        } else if rest[0] == b'#' {
+            skip_to(b"\n", i + 1, true)
+        } else {
+            if rest[0] == b'\n' {
+                line_start = true;
+            }
+            i + 1
+        };
+    }
+    (table, key)
 }
 
-/// The table (`[app]`, `[[accounts]]`) the last header above `before` opens.
-fn table_of(before: &str) -> Option<String> {
-    let header = before.lines().rev().map(str::trim).find(|l| l.starts_with('['))?;
-    let name = header.trim_start_matches('[').split(']').next()?.trim();
-    key_of_line(&format!("{name}=")).filter(|_| !name.is_empty()).map(|_| name.to_string())
+/// `name` when it reads as a (dotted) setting name — words of `a-z`, `0-9` and `_` that begin
+/// with a letter, as followq's own are — else nothing.
+fn setting_name(name: &str) -> Option<String> {
+    let word = |w: &str| {
+        (1..=32).contains(&w.len())
+            && w.starts_with(|c: char| c.is_ascii_lowercase())
+            && w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    (!name.is_empty() && name.split('.').map(str::trim).all(word)).then(|| name.replace(' ', ""))
 }
 
 /// `alice-2` → `ALICE_2`, for `FOLLOWQ_<NAME>_TOKEN`.
@@ -586,11 +646,16 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
 /// loopback address — `localhost` or a loopback IP, read from the parsed URL, never from a
 /// prefix of its text — and never with user info, which would also go out in clear.
 fn check_base_url(text: &str) -> Result<(), ConfigError> {
-    let bad = |why: &str| Err(invalid("api.base_url", format!("'{text}': {why}")));
     let url = match reqwest::Url::parse(text) {
         Ok(u) => u,
-        Err(e) => return bad(&format!("not a URL ({e})")),
+        // Not echoed: what is not a URL may be anything, a secret pasted in the wrong place.
+        Err(e) => return Err(invalid("api.base_url", format!("not a URL ({e})"))),
     };
+    // Shown without its user name and password, which must not reach a terminal or a log.
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    let bad = |why: &str| Err(invalid("api.base_url", format!("'{shown}': {why}")));
     if !url.username().is_empty() || url.password().is_some() {
         return bad("must not carry a user name or password");
     }
@@ -833,6 +898,11 @@ mod tests {
         {
             assert!(url(good).is_ok(), "{good}");
         }
+        // The refusal never prints the password it refuses.
+        let err = load_str("", &[("FOLLOWQ_API_BASE_URL", "https://admin:Sup3rS3cretPW@api.example.com")]).unwrap_err();
+        assert!(!err.to_string().contains("Sup3rS3cretPW") && !err.to_string().contains("admin"), "{err}");
+        let err = url("not a url Sup3rS3cretPW").unwrap_err();
+        assert!(!err.to_string().contains("Sup3rS3cretPW"), "{err}");
     }
 
     /// Defect (issue 12, 19): `per_user = 500` and `FOLLOWQ_LIMITS_PER_USR` were taken silently.
@@ -852,7 +922,12 @@ mod tests {
         assert_eq!(w.len(), 3, "{w:?}");
         assert!(w[0].contains("500 per account per 1day is more than X's published 400"), "{w:?}");
         assert!(w[1].starts_with("FOLLOWQ_BOB_TOKEN is not a followq setting"), "{w:?}");
-        assert!(w[2].contains("FOLLOWQ_LIMITS_PER_USR is not a followq setting and is ignored: did you mean FOLLOWQ_LIMITS_PER_USER?"), "{w:?}");
+        assert!(
+            w[2].contains(
+                "FOLLOWQ_LIMITS_PER_USR is not a followq setting and is ignored: did you mean FOLLOWQ_LIMITS_PER_USER?"
+            ),
+            "{w:?}"
+        );
         // The same rate over a shorter window is above X's too; X's own limits are not.
         let fast = load_str("[limits]\nwindow = \"1h\"\n", &[]).unwrap();
         assert_eq!(warnings(&fast, &HashMap::new()).len(), 2);
@@ -871,6 +946,21 @@ mod tests {
             ("[[accounts]]\nname = \"a\"\ntoken_secret = 91823746\n".to_string(), 3, Some("accounts.token_secret")),
             (format!("[[accounts]]\nname = \"a\"\ntoken_secret = [\"{secret}\"]\n"), 3, Some("accounts.token_secret")),
             (format!("[limits]\nper_user = \"{secret}\"\n"), 2, Some("limits.per_user")),
+            // Found from the outside: lines inside a multi-line string were read as keys and
+            // table headers, and secrets typed where a key belongs were printed as the key.
+            (
+                format!("[[accounts]]\nname = \"a\"\ntoken_secret = \"\"\"\n{secret}=="),
+                4,
+                Some("accounts.token_secret"),
+            ),
+            (format!("[app]\nconsumer_secret = \"\"\"\n{secret}=\\q\n\"\"\"\n"), 3, None),
+            (
+                format!("[app]\nconsumer_secret = \"\"\"\n[{secret}]\n\"\"\"\nconsumer_sec = \"x\"\n"),
+                5,
+                Some("app.consumer_sec"),
+            ),
+            (format!("[app]\n{secret} = \"x\"\n"), 2, None),
+            (format!("[app]\n\"{secret}\" = \"x\"\n"), 2, None),
             (format!("[app]\nconsumer_secret = '''{secret}\n"), 3, None),
         ] {
             let err = load_str(&text, &[]).unwrap_err().to_string();

@@ -153,7 +153,8 @@ impl Bars {
         let columns = console::Term::stderr().size_checked().map_or(80, |(_, c)| c);
         // The state and the ETA come first in the message; a narrow terminal cuts the
         // outcome list at the end of the line, never the state.
-        let template = format!("{{prefix:<10}} [{{bar:{}.cyan/blue}}] {{pos:>5}}/{{len:<5}} {{wide_msg}}", bar_width(columns));
+        let template =
+            format!("{{prefix:<10}} [{{bar:{}.cyan/blue}}] {{pos:>5}}/{{len:<5}} {{wide_msg}}", bar_width(columns));
         let style = ProgressStyle::with_template(&template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");

@@ -15,12 +15,12 @@ use tracing::{debug, info, warn};
 
 use crate::api::classify::{self, Outcome, Verdict};
 use crate::api::{self, Client};
-use crate::config::{Account, Settings};
 use crate::cli::human_ms;
+use crate::config::{Account, Settings};
 use crate::ingest::{self, Accounts, Input};
-use crate::text::printable;
 use crate::schedule::{Decision, Limits, Scheduler};
 use crate::store::{Claim, ClaimAsk, ClaimResult, Record, RecordAccount, RecordJob, Store, WindowView, Writer, now_ms};
+use crate::text::printable;
 
 /// How long the dispatcher sleeps at most before it looks at the clock again: deadlines are
 /// re-checked after every wake, so a laptop that slept through the night resumes correctly.
@@ -416,7 +416,9 @@ pub async fn work_off(
         concurrency: settings.run.concurrency,
         halted: HashSet::new(),
         app_halted: false,
-        max_wait_ms: max_wait_ms(settings),
+        // Only a claim taken ahead waits for a slot; one taken for a free slot goes at once,
+        // however small the margin (with none, every claim's commit would count as a wait).
+        max_wait_ms: if claims_ahead(settings) > 0 { max_wait_ms(settings) } else { i64::MAX },
     };
     let mut d = Dispatcher {
         store,

@@ -369,17 +369,18 @@ async fn an_import_waiting_for_input_holds_no_lock_and_status_needs_none() {
 /// its start-up recovery took the first run's live requests for a crash's, and 4 follows were
 /// sent twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_run_through_a_symlink_or_hard_link_is_refused() {
+async fn a_second_run_through_a_symlink_or_another_path_is_refused() {
     let (sb, env) =
         rig(&["alice"], "[limits]\nper_user = 100\nper_app = 300\nwindow = \"10s\"\npace = \"spread\"\n").await;
     env.write("l.csv", (0..20).map(|i| format!("t{i}\n")).collect::<String>());
     env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
     std::fs::create_dir(env.path("sub")).unwrap();
     std::os::unix::fs::symlink(env.db(), env.path("sub/link.db")).unwrap();
-    std::fs::hard_link(env.db(), env.path("hard.db")).unwrap();
+    // (A hard link is refused by every command: see the next test.)
     let first = spawn(&env, &["run", "--no-progress"]);
     eventually(10, || sb.stats().creates.get("alice").copied().unwrap_or(0) >= 1).await;
-    for db in ["sub/link.db", "hard.db", "./sub/../followq.db"] {
+    let absolute = env.db().display().to_string();
+    for db in ["sub/link.db", "./sub/../followq.db", absolute.as_str()] {
         let out = env.cmd().args(["--db", db, "run", "--no-progress"]).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{db}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("another `followq run` is working on"), "{db}");
@@ -435,4 +436,123 @@ async fn a_bad_inbox_file_is_reported_once_and_the_watch_goes_on() {
     assert_eq!(imports.len(), 2, "{imports:?}");
     let bad = imports.iter().find(|i| i["source"].as_str().unwrap().ends_with("bad.csv")).unwrap();
     assert!(bad["error"].as_str().unwrap().contains("no recognised column"), "{bad}");
+}
+
+/// Found from the outside (issue 11, 5): through a hard link, another command opened the same
+/// database under a second name, with a WAL of its own, and corrupted it. Every command refuses
+/// a database with more than one name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_with_two_names_is_refused_by_every_command() {
+    let (_sb, env) = rig(&["alice"], WINDOW_10S).await;
+    env.write("l.csv", "one\n");
+    env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
+    std::fs::hard_link(env.db(), env.path("hard.db")).unwrap();
+    for args in [&["import", "--account", "alice", "l.csv"][..], &["status"], &["export"], &["run"]] {
+        for db in ["followq.db", "hard.db"] {
+            let out = env.cmd().arg("--db").arg(db).args(args).output().unwrap();
+            assert_eq!(out.status.code(), Some(1), "{db} {args:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("has 2 names (hard links)"), "{db} {args:?}: {stderr}");
+        }
+    }
+    std::fs::remove_file(env.path("hard.db")).unwrap();
+    assert_eq!(env.status()["jobs"]["total"], 1);
+}
+
+/// Found from the outside: `status` and `export` fell back to migrating a database that was
+/// not followq's (another program's, an empty file), and failed on a read-only folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_commands_never_turn_another_file_into_a_followq_database() {
+    use sqlx::{ConnectOptions, Connection};
+    let (_sb, env) = rig(&["alice"], WINDOW_10S).await;
+    let other = env.path("other.db");
+    let mut conn =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(&other).create_if_missing(true).connect().await.unwrap();
+    sqlx::query("create table mydata (x)").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    std::fs::write(env.path("empty.db"), "").unwrap();
+    for db in ["other.db", "empty.db"] {
+        let before = std::fs::read(env.path(db)).unwrap();
+        for cmd in ["status", "export"] {
+            let out = env.cmd().args(["--db", db, cmd]).output().unwrap();
+            assert_eq!(out.status.code(), Some(1), "{db} {cmd}");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("is not a followq database"), "{db} {cmd}");
+        }
+        assert_eq!(std::fs::read(env.path(db)).unwrap(), before, "{db} was written");
+        assert!(!env.path(&format!("{db}-wal")).exists());
+    }
+}
+
+/// Found from the outside: with `http_proxy` set, reqwest sent the plain-http requests meant
+/// for the loopback sandbox, signed, through the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_the_sandbox_never_goes_through_a_proxy() {
+    let (sb, env) = rig(&["alice"], WINDOW_10S).await;
+    // A proxy that would refuse every connection: going through it would fail the check.
+    let out = env
+        .cmd()
+        .args(["accounts", "check"])
+        .env("http_proxy", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("all_proxy", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("alice: ok"));
+    assert_eq!(sb.stats().bad_signatures, 0);
+    assert!(sb.stats().requests >= 1, "the request reached the sandbox itself");
+}
+
+/// Found from the outside: with `margin = "0s"` every claim's own commit counted as a wait for
+/// a slot, and the claim was handed back unsent with its attempt counted (12 attempts for 5
+/// jobs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_margin_wastes_no_budget() {
+    let (sb, env) = rig(&["alice"], &format!("{WINDOW_10S}margin = \"0s\"\n")).await;
+    env.write("l.csv", (0..5).map(|i| format!("m{i}\n")).collect::<String>());
+    env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
+    let out = env.cmd().args(["run", "--no-progress"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = Store::open(&env.db()).await.unwrap();
+    let log = store.attempt_log().await.unwrap();
+    assert_eq!(log.len(), 5, "{log:?}");
+    assert_eq!(sb.stats().creates["alice"], 5);
+}
+
+/// Found from the outside: `import --dry-run` waited for the write lock (it registered the
+/// accounts first), and counted each file apart: `a2` in two files was "2 + 2 would add"
+/// where the import adds 3. A file that needs `--account` was recorded as failed for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_takes_no_lock_and_counts_like_the_import() {
+    use sqlx::Connection;
+    let (_sb, env) = rig(&["alice", "bob"], WINDOW_10S).await;
+    env.write("a.csv", "a1\na2\n");
+    env.write("b.csv", "a2\na3\n");
+    let dry = env.cmd().args(["import", "--dry-run", "--account", "alice", "a.csv", "b.csv"]).output().unwrap();
+    let dry_out = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(
+        dry_out.contains("a.csv: 2 rows read, 2 would add") && dry_out.contains("b.csv: 2 rows read, 1 would add"),
+        "{dry_out}"
+    );
+    assert!(!env.db().exists(), "a dry run created the database");
+    env.cmd().args(["import", "--account", "alice", "a.csv"]).assert().success();
+    let mut conn = impatient(&env.db()).await;
+    sqlx::query("begin immediate").execute(&mut conn).await.unwrap();
+    let out = env.cmd().args(["import", "--dry-run", "--account", "alice", "b.csv"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("b.csv: 2 rows read, 1 would add"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("waiting"), "{}", String::from_utf8_lossy(&out.stderr));
+    sqlx::query("rollback").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    // Two accounts, no account column: the inbox file waits for --account, not recorded failed.
+    env.write("jobs/inbox/noacct.csv", "screen_name\nwaits\n");
+    let f = std::fs::File::options().write(true).open(env.path("jobs/inbox/noacct.csv")).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(5)).unwrap();
+    let out = env.cmd().args(["import"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --account NAME"));
+    let out = env.cmd().args(["import", "--account", "bob"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("noacct.csv: 1 rows read, 1 added"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -67,7 +67,13 @@ impl Client {
         // No reqwest `.timeout()`: its clock runs on while the process is stopped, so an answer
         // that arrived meanwhile was dropped as a time-out and the follow sent again. `send`
         // bounds each request with [`within_running_time`] instead.
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if settings.api.base_url.starts_with("http://") {
+            // Plain http goes to the loopback sandbox only: never through an `http_proxy`,
+            // which would carry signed requests off the machine in clear text.
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .connect_timeout(settings.api.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("followq/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64)

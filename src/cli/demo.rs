@@ -84,7 +84,10 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let s = ingest::import(&store, &Input::Embedded { name: "jobs/example.csv", text: EXAMPLE_CSV }, opts).await?;
     crate::outln!(
         "imported jobs/example.csv: {} rows, {} queued, {} duplicates, {} rejected",
-        s.rows_read, s.added, s.duplicates, s.rejected
+        s.rows_read,
+        s.added,
+        s.duplicates,
+        s.rejected
     );
 
     let client = Client::new(&settings)?;
@@ -113,11 +116,16 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     crate::outln!("  faults injected {:?}", st.faults);
     crate::outln!(
         "  most requests in any 24 s window: app {} (limit {}), per account {:?} (limit {})",
-        st.max_in_window.app, settings.limits.per_app, st.max_in_window.per_account, settings.limits.per_user
+        st.max_in_window.app,
+        settings.limits.per_app,
+        st.max_in_window.per_account,
+        settings.limits.per_user
     );
     crate::outln!(
         "  window violations {} | bad signatures {} | repeated creates {}",
-        st.violations, st.bad_signatures, st.duplicate_creates
+        st.violations,
+        st.bad_signatures,
+        st.duplicate_creates
     );
     let lost = st.faults.get("hang").copied().unwrap_or(0) + st.faults.get("drop").copied().unwrap_or(0);
     crate::outln!(

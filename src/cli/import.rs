@@ -32,7 +32,14 @@ pub struct Args {
 
 /// Runs `import`.
 pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    let (store, ids) = ctx.open_store().await?;
+    // A dry run only reads: the database read-only (an empty one in a temporary folder when
+    // there is none yet), and accounts it has not met given ids nothing will ever write.
+    let (store, ids, _scratch) = if args.dry_run {
+        dry_store(ctx).await?
+    } else {
+        let (store, ids) = ctx.open_store().await?;
+        (store, ids, None)
+    };
     let accounts = Accounts::new(ids, args.account.as_deref())?;
     let mut rejects_out = match &args.rejects {
         Some(p) => {
@@ -133,6 +140,28 @@ async fn settled_inbox(store: &crate::store::Store, dir: &std::path::Path) -> an
         let wait = next.duration_since(std::time::SystemTime::now()).unwrap_or_default();
         tokio::time::sleep(wait + std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// The store a dry run reads, the ids of the configured accounts, and the temporary folder that
+/// holds an empty database when there is none yet.
+async fn dry_store(
+    ctx: &Context,
+) -> anyhow::Result<(crate::store::Store, std::collections::HashMap<String, i64>, Option<tempfile::TempDir>)> {
+    use crate::store::Store;
+    let (store, scratch) = if ctx.db_path.exists() {
+        (Store::open_read_only(&ctx.db_path).await?, None)
+    } else {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("dry-run.db");
+        Store::open(&path).await?.close().await;
+        (Store::open_read_only(&path).await?, Some(dir))
+    };
+    let mut ids: std::collections::HashMap<String, i64> =
+        store.accounts().await?.into_iter().map(|a| (a.name, a.id)).collect();
+    for (n, a) in ctx.settings.accounts.iter().enumerate() {
+        ids.entry(a.name.clone()).or_insert(-1 - n as i64);
+    }
+    Ok((store, ids, scratch))
 }
 
 /// The rejects file's columns: the cells `followq import` reads back, then where and why.

@@ -155,8 +155,7 @@ async fn what_went_wrong(store: &Store, counts: &[crate::store::CountRow]) -> an
     }
     let now = now_ms();
     for a in store.accounts().await? {
-        let queued: i64 =
-            counts.iter().filter(|c| c.account == a.name && c.state == "queued").map(|c| c.n).sum();
+        let queued: i64 = counts.iter().filter(|c| c.account == a.name && c.state == "queued").map(|c| c.n).sum();
         if queued == 0 {
             continue;
         }
@@ -232,7 +231,10 @@ async fn plan(ctx: &Context) -> anyhow::Result<u8> {
         };
         crate::outln!(
             "  {:<16} {:>8} waiting, budget left now {:>5}/{:<5} {next}",
-            a.name, waiting, a.budget.left, a.budget.limit
+            a.name,
+            waiting,
+            a.budget.left,
+            a.budget.limit
         );
     }
     crate::outln!(

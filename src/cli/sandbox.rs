@@ -81,7 +81,12 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             demo.app.consumer_secret.expose()
         );
         for a in &demo.accounts {
-            crate::outln!("  account {}: token {} / secret {}", a.name, tokens[a.name.as_str()], a.token_secret.expose());
+            crate::outln!(
+                "  account {}: token {} / secret {}",
+                a.name,
+                tokens[a.name.as_str()],
+                a.token_secret.expose()
+            );
         }
     }
     tokio::signal::ctrl_c().await?;

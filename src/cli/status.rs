@@ -123,9 +123,8 @@ pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
     let app_used = sched.app_used(now);
     let per_app = sched.limits.per_app;
     // The app's next slot only when some account could use it.
-    let app_next = (0..sched.accounts.len())
-        .any(|i| sched.account_ready_at(i).is_some())
-        .then(|| sched.app_ready_at().max(now));
+    let app_next =
+        (0..sched.accounts.len()).any(|i| sched.account_ready_at(i).is_some()).then(|| sched.app_ready_at().max(now));
     Ok(Report {
         now,
         window_ms: sched.limits.window_ms,

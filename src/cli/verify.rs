@@ -46,7 +46,13 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 }
             }
         }
-        crate::outln!("{}: {} confirmed, {} not visible yet{}", account.name, confirmed, missing.len(), preview(&missing));
+        crate::outln!(
+            "{}: {} confirmed, {} not visible yet{}",
+            account.name,
+            confirmed,
+            missing.len(),
+            preview(&missing)
+        );
         missing_total += missing.len();
     }
     if let Some(a) = &args.account

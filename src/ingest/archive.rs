@@ -37,7 +37,10 @@ pub(super) fn read(
         return Err(format("no '=' after window.YTD…".into()));
     }
     let Some(account_id) = accounts.resolve(None).ok() else {
-        return Err(format("an archive has no account column: pass --account NAME".into()));
+        return Err(IngestError::NeedsAccount {
+            file: file.to_string(),
+            message: "an archive has no account column: pass --account NAME".into(),
+        });
     };
     // serde_json counts lines from where it starts reading: add the prefix's own.
     let prefix_lines = prefix.iter().filter(|&&b| b == b'\n').count();

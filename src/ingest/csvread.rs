@@ -168,9 +168,11 @@ impl Rows<'_> {
     /// column of targets.
     fn first_row(&mut self, record: &csv::ByteRecord, line: u64) -> Result<bool, IngestError> {
         let format = |message: String| IngestError::Format { file: self.file.to_string(), message };
+        let needs_account =
+            |message: &str| IngestError::NeedsAccount { file: self.file.to_string(), message: message.into() };
         if let Some(c) = header(record).map_err(format)? {
             if c.account.is_none() && !self.accounts.has_default() {
-                return Err(format("no 'account' column and no default account: pass --account NAME".into()));
+                return Err(needs_account("no 'account' column and no default account: pass --account NAME"));
             }
             if let Some(columns) = &c.ignored {
                 tracing::warn!(file = self.file, columns = %columns, "ignoring columns followq does not use");
@@ -179,7 +181,7 @@ impl Rows<'_> {
             return Ok(true);
         }
         if !self.accounts.has_default() {
-            return Err(format("a headerless file needs an account: pass --account NAME".into()));
+            return Err(needs_account("a headerless file needs an account: pass --account NAME"));
         }
         let cell = String::from_utf8_lossy(record.get(0).unwrap_or_default()).trim().to_string();
         if record.len() == 1 && looks_like_header(&cell) {

@@ -84,11 +84,16 @@ fn ready_at(path: &Path) -> std::io::Result<SystemTime> {
     Ok(changed + if ended { STABLE_FOR } else { STABLE_FOR_UNENDED })
 }
 
-/// The inbox as a long run sees it: [`scan`], with each unreadable file reported only once
-/// (until it changes).
+/// The inbox as a long run sees it: [`scan`], and besides the file's own times, what this
+/// process saw itself — a file is taken only once its size and modification time have stayed
+/// the same across looks [`STABLE_FOR`] apart (a writer whose clock lags behind, a network
+/// share, a modification time in the future cannot make a growing file look settled). Each
+/// unreadable file is reported once (until it changes).
 #[derive(Debug, Default)]
 pub struct Watch {
     reported: HashSet<(PathBuf, Option<SystemTime>, u64)>,
+    /// Per file: its size and modification time when first seen so, and when that was.
+    seen: std::collections::HashMap<PathBuf, (u64, Option<SystemTime>, std::time::Instant)>,
 }
 
 impl Watch {
@@ -107,7 +112,37 @@ impl Watch {
                 report(&path, &why);
             }
         }
-        Ok(scan.ready)
+        let now = SystemTime::now();
+        let mut ready = Vec::new();
+        for (path, hash) in scan.ready {
+            if self.still_since(&path, STABLE_FOR) {
+                ready.push((path, hash));
+            }
+        }
+        // A modification time in the future never settles by the file's own clock.
+        for (path, at) in scan.settling {
+            let future = at > now + STABLE_FOR_UNENDED;
+            if future && self.still_since(&path, STABLE_FOR_UNENDED) {
+                match hash_file(&path) {
+                    Ok(hash) if !store.content_imported(&hash).await? => ready.push((path, hash)),
+                    Ok(_) => {}
+                    Err(e) => report(&path, &e.to_string()),
+                }
+            }
+        }
+        Ok(ready)
+    }
+
+    /// True when this process has seen the file at `path` with its present size and
+    /// modification time for `long` at least.
+    fn still_since(&mut self, path: &Path, long: Duration) -> bool {
+        let Ok(meta) = std::fs::metadata(path) else { return false };
+        let now = (meta.len(), meta.modified().ok());
+        let first = self.seen.entry(path.to_path_buf()).or_insert((now.0, now.1, std::time::Instant::now()));
+        if (first.0, first.1) != now {
+            *first = (now.0, now.1, std::time::Instant::now());
+        }
+        first.2.elapsed() >= long
     }
 }
 
@@ -219,7 +254,53 @@ mod tests {
         std::fs::write(&good, "screen_name\ngood_one\n").unwrap();
         age(&good, 5);
         let ready = watch.ready(&store, &inbox, |p, why| reports.push((p.to_path_buf(), why.to_string()))).await;
+        assert!(ready.unwrap().is_empty(), "seen still for less than STABLE_FOR");
+        watch.pass(STABLE_FOR);
+        let ready = watch.ready(&store, &inbox, |p, why| reports.push((p.to_path_buf(), why.to_string()))).await;
         assert_eq!(ready.unwrap().len(), 1, "the good file still goes in");
+    }
+
+    impl Watch {
+        /// As if `long` had passed since every look so far.
+        fn pass(&mut self, long: Duration) {
+            for seen in self.seen.values_mut() {
+                seen.2 -= long;
+            }
+        }
+    }
+
+    /// Found from the outside: a file whose writer's clock lags (its modification time already
+    /// old) was imported while still growing, and one dated in the future was never taken.
+    /// A long run takes a file only once it has itself seen it unchanged long enough.
+    #[tokio::test]
+    async fn a_run_takes_a_file_only_once_it_saw_it_settle_whatever_its_dates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let inbox = dir.path().join("inbox");
+        std::fs::create_dir(&inbox).unwrap();
+        let (mut watch, mut reports) = (Watch::default(), Vec::new());
+        let mut look = async |watch: &mut Watch| {
+            watch.ready(&store, &inbox, |p, why| reports.push((p.to_path_buf(), why.to_string()))).await.unwrap()
+        };
+        let lagging = inbox.join("lagging.csv");
+        std::fs::write(&lagging, "screen_name\nfirst\n").unwrap();
+        age(&lagging, 30);
+        assert!(look(&mut watch).await.is_empty());
+        std::fs::write(&lagging, "screen_name\nfirst\nsecond\n").unwrap();
+        age(&lagging, 30);
+        watch.pass(STABLE_FOR);
+        assert!(look(&mut watch).await.is_empty(), "it grew since the last look");
+        watch.pass(STABLE_FOR);
+        assert_eq!(look(&mut watch).await.len(), 1);
+
+        let future = inbox.join("future.csv");
+        std::fs::write(&future, "screen_name\nlater\n").unwrap();
+        let f = std::fs::File::options().write(true).open(&future).unwrap();
+        f.set_modified(SystemTime::now() + Duration::from_secs(3600)).unwrap();
+        let ready = look(&mut watch).await;
+        assert!(!ready.iter().any(|(p, _)| p == &future));
+        watch.pass(STABLE_FOR_UNENDED);
+        assert!(look(&mut watch).await.iter().any(|(p, _)| p == &future), "dated in the future, but settled");
     }
 
     #[cfg(unix)]

@@ -69,6 +69,10 @@ pub enum IngestError {
     Io { file: String, source: std::io::Error },
     #[error("{file}: {message}")]
     Format { file: String, message: String },
+    /// The file is fine but the command did not say which account it is for (`--account`):
+    /// a matter of the command, not of the file's content.
+    #[error("{file}: {message}")]
+    NeedsAccount { file: String, message: String },
     #[error("unknown account '{0}': it is not in the config's [[accounts]] ({1})")]
     UnknownAccount(String, String),
     #[error(transparent)]
@@ -146,7 +150,10 @@ pub enum Input {
     Stdin,
     File(PathBuf),
     /// Text built into the binary (the demo's list), under the name it has in the repository.
-    Embedded { name: &'static str, text: &'static str },
+    Embedded {
+        name: &'static str,
+        text: &'static str,
+    },
 }
 
 impl Input {
@@ -277,13 +284,19 @@ pub async fn import(store: &Store, input: &Input, opts: Options<'_>) -> Result<S
     let read_result = reader_task
         .await
         .map_err(|e| IngestError::Format { file: name.clone(), message: format!("reader failed: {e}") })?;
-    let id = match import_id {
-        Some(id) => id,
-        None => session.begin_import(&name, &opts.content_hash).await?,
-    };
-    match &read_result {
-        Ok(()) => session.finish(id, &sum).await?,
-        Err(e) => session.fail(id, &sum, &e.to_string()).await?,
+    match (&read_result, import_id) {
+        // Nothing was read: the same file with --account imports, so nothing is recorded.
+        (Err(IngestError::NeedsAccount { .. }), None) => session.pause().await?,
+        (result, id) => {
+            let id = match id {
+                Some(id) => id,
+                None => session.begin_import(&name, &opts.content_hash).await?,
+            };
+            match result {
+                Ok(()) => session.finish(id, &sum).await?,
+                Err(e) => session.fail(id, &sum, &e.to_string()).await?,
+            }
+        }
     }
     read_result?;
     Ok(sum)

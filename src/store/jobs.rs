@@ -81,8 +81,12 @@ impl Store {
     /// database's write lock, and its counts are still exact.
     pub async fn import_session(&self, dry_run: bool) -> Result<ImportSession, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        // Dropped without finish or abandon (an error): closing the connection rolls back.
-        conn.close_on_drop();
+        // Dropped without finish or fail (an error): closing the connection rolls back. A dry
+        // run's connection goes back to its (read-only, one-connection) pool instead, with its
+        // temporary table: the next file of the same command counts against it.
+        if !dry_run {
+            conn.close_on_drop();
+        }
         // Every row's account id comes from the accounts table and its import id from the row
         // this session inserted: the foreign-key lookups (two per row, a fifth of a large
         // import's time) could only ever succeed. The setting dies with the connection.
@@ -93,7 +97,7 @@ impl Store {
         sqlx::query("pragma cache_size = -16384").execute(&mut *conn).await?;
         if dry_run {
             sqlx::query(
-                "create temp table dry_jobs (account_id integer not null, target_kind text not null,
+                "create temp table if not exists dry_jobs (account_id integer not null, target_kind text not null,
                                              target text not null,
                                              unique (account_id, target_kind, target collate nocase))",
             )

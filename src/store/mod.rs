@@ -27,6 +27,12 @@ pub enum StoreError {
     Open { path: String, source: sqlx::Error },
     #[error("no database at {0} (`followq init` or `followq import` creates one; --db or FOLLOWQ_DB names another)")]
     Missing(String),
+    #[error(
+        "{0} has {1} names (hard links): SQLite keeps its write-ahead log beside the name a database is opened by, so two names for one database corrupt it; remove the other links (`find / -samefile {0}`) or copy it"
+    )]
+    HardLinked(String, u64),
+    #[error("{0} is not a followq database (it has no followq schema); --db names the right one")]
+    Foreign(String),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
@@ -124,23 +130,37 @@ impl Store {
             let looked = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
             return Err(StoreError::Missing(looked.display().to_string()));
         }
+        check_single_name(path)?;
         let opts = SqliteConnectOptions::from_str("sqlite:")
             .map_err(open_err)?
             .filename(path)
             .read_only(true)
             .busy_timeout(BUSY_TIMEOUT)
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(opts).await.map_err(open_err)?;
+        // One connection: a dry-run import keeps its temporary table on it from file to file.
+        let pool_with = |o: SqliteConnectOptions| SqlitePoolOptions::new().max_connections(1).connect_with(o);
+        let pool = match pool_with(opts.clone()).await {
+            Ok(pool) => pool,
+            // A WAL database whose -shm cannot be created (a read-only folder): nobody can be
+            // writing it, so it is read as it is on disk.
+            Err(_) => pool_with(opts.immutable(true)).await.map_err(open_err)?,
+        };
         let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> = sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(None);
-        if applied.unwrap_or(0) < latest {
-            pool.close().await;
-            return Store::open(path).await;
+        let applied: Result<Option<i64>, _> =
+            sqlx::query_scalar("select max(version) from _sqlx_migrations where success").fetch_one(&pool).await;
+        match applied {
+            Ok(Some(v)) if v >= latest => Ok(Store { pool, path: path.display().to_string().into() }),
+            // A database from an older followq: brought up to date, once (a write).
+            Ok(Some(_)) => {
+                pool.close().await;
+                Store::open(path).await
+            }
+            // No followq schema (an empty file, another program's database): never touched.
+            _ => {
+                pool.close().await;
+                Err(StoreError::Foreign(path.display().to_string()))
+            }
         }
-        Ok(Store { pool, path: path.display().to_string().into() })
     }
 
     /// A write transaction with the write lock taken up front (`begin immediate`), so that two
@@ -213,12 +233,25 @@ impl Store {
 /// The schema's history, `migrations/`, built in.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Refuses a database file with more than one name: each name would get its own WAL.
+fn check_single_name(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() > 1 {
+            return Err(StoreError::HardLinked(path.display().to_string(), meta.nlink()));
+        }
+    }
+    Ok(())
+}
+
 /// The pool on the database at `path` (created if missing, mode 0600), not yet migrated.
 async fn connect(
     path: &Path,
     busy_timeout: Duration,
     synchronous: SqliteSynchronous,
 ) -> Result<SqlitePool, StoreError> {
+    check_single_name(path)?;
     let existed = path.exists();
     let opts = SqliteConnectOptions::from_str("sqlite:")
         .map_err(|e| StoreError::Open { path: path.display().to_string(), source: e })?

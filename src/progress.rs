@@ -263,9 +263,49 @@ fn account_message(view: &View<'_>, i: usize, app_ready: i64, outcomes: &HashMap
             }
             Some(t) if t > now + 1000 => format!("next follow in {}", human_ms(t - now)),
             // Ready, but every request slot is taken by other accounts' requests.
-            _ if !view.waiting.is_empty() => "waiting for a free request slot".to_string(),
+            _ if view.free_slots == 0 => "waiting for a free request slot".to_string(),
             _ => "sending".to_string(),
         }
     };
     format!("{state} | {used}/{} in window | {}", sched.limits.per_user, outcome_list(outcomes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Pace;
+    use crate::schedule::{Limits, Scheduler};
+
+    /// Issue 12, 14: after a resume the bar's fraction counted every job but its outcomes only
+    /// this run's. Both now count what `status` counts: the start's jobs and this run's answers.
+    #[test]
+    fn after_a_resume_the_bars_count_what_status_counts() {
+        let limits = Limits { per_user: 400, per_app: 1000, window_ms: 86_400_000, pace: Pace::Spread };
+        let mut sched = Scheduler::new(limits, 1);
+        let i = sched.add_account(7, "alice", 0, "", None, 1.0);
+        sched.accounts[i].queued = 5;
+        sched.accounts[i].ready_at = Some(0);
+        let outcomes_at_start = HashMap::from([("followed".to_string(), 3), ("blocked".to_string(), 1)]);
+        let start = Totals::from([(7, Start { total: 10, done: 4, outcomes: outcomes_at_start })]);
+        let mut bars = Bars::new(&[(7, "alice".to_string())], start, false);
+        let this_run = HashMap::from([(7, HashMap::from([("followed", 1)]))]);
+        let waiting = HashMap::new();
+        let view = View { sched: &sched, outcomes: &this_run, waiting: &waiting, free_slots: 1, now: 1_000 };
+        bars.update(&view, true);
+        let bar = &bars.bars[&7];
+        assert_eq!((bar.position(), bar.length()), (5, Some(10)));
+        assert!(bar.message().ends_with("blocked 1, followed 4"), "{}", bar.message());
+        assert!(bars.total.message().ends_with("blocked 1, followed 4"), "{}", bars.total.message());
+        // The state comes first, so a narrow terminal cuts the outcomes, not the state.
+        assert!(bar.message().starts_with("sending | "), "{}", bar.message());
+        let waiting = HashMap::from([(7, 400)]);
+        let view = View { sched: &sched, outcomes: &this_run, waiting: &waiting, free_slots: 0, now: 1_000 };
+        bars.update(&view, true);
+        assert!(bars.bars[&7].message().starts_with("waiting for X's answer (0.6s)"), "{}", bars.bars[&7].message());
+    }
+
+    #[test]
+    fn the_bar_leaves_room_for_the_state() {
+        assert_eq!((bar_width(60), bar_width(80), bar_width(200)), (6, 16, 24));
+    }
 }

@@ -131,6 +131,8 @@ pub struct View<'a> {
     pub outcomes: &'a HashMap<i64, HashMap<&'static str, i64>>,
     /// Accounts with requests out and no answer yet: since when the oldest one has waited (ms).
     pub waiting: &'a HashMap<i64, i64>,
+    /// Request slots free now (`run.concurrency` less the requests out).
+    pub free_slots: usize,
     pub now: i64,
 }
 
@@ -454,7 +456,9 @@ pub async fn work_off(
     }
     let last = d.flush().await;
     let waiting = d.waiting();
-    observer.update(&View { sched: &d.sched, outcomes: &d.outcomes, waiting: &waiting, now: now_ms() }, true);
+    let view =
+        View { sched: &d.sched, outcomes: &d.outcomes, waiting: &waiting, free_slots: d.free_slots(), now: now_ms() };
+    observer.update(&view, true);
     let ending = ending?;
     last?;
     Ok(ending)
@@ -485,7 +489,14 @@ impl Dispatcher<'_> {
             }
             let now = now_ms();
             let waiting = self.waiting();
-            observer.update(&View { sched: &self.sched, outcomes: &self.outcomes, waiting: &waiting, now }, false);
+            let view = View {
+                sched: &self.sched,
+                outcomes: &self.outcomes,
+                waiting: &waiting,
+                free_slots: self.free_slots(),
+                now,
+            };
+            observer.update(&view, false);
             if shutdown.is_cancelled() || opts.deadline.is_some_and(|d| now >= d) {
                 return Ok(Ending::Stopped);
             }
@@ -586,6 +597,11 @@ impl Dispatcher<'_> {
         for _ in 0..start {
             tokio::spawn(sender(self.slots.clone(), self.answers_tx.clone()));
         }
+    }
+
+    /// Request slots not taken by a request out.
+    fn free_slots(&self) -> usize {
+        self.settings.run.concurrency.saturating_sub(self.in_flight - self.pending.len())
     }
 
     /// Per account with requests out: when its oldest unanswered one was claimed.

@@ -272,23 +272,69 @@ fn run_without_credentials_is_a_configuration_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected HH:MM"));
 }
 
+/// The demo, as a person sees it: in a pseudo-terminal 72 columns wide (issue 12, 20 and 21:
+/// the bars fit and show each account's state before anything else; the screen explains its
+/// faults and verdict, and its imports show no temporary path).
 #[test]
-fn the_demo_runs_clean() {
+fn the_demo_runs_clean_and_explains_itself_in_a_narrow_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let out = assert_cmd::Command::cargo_bin("followq")
-        .unwrap()
+    let bin = assert_cmd::cargo::cargo_bin("followq");
+    let out = assert_cmd::Command::new("script")
         .current_dir(dir.path())
-        .args(["demo", "--no-progress"])
+        .args(["-q", "-e", "-c", &format!("stty cols 72 rows 40; exec {} demo", bin.display()), "/dev/null"])
         .env_remove("FOLLOWQ_CONFIG")
         .env_remove("FOLLOWQ_DB")
         .timeout(Duration::from_secs(300))
         .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("window violations 0 | bad signatures 0"), "{stdout}");
-    assert!(stdout.contains("OK: no limit broken"), "{stdout}");
-    assert!(stdout.contains("1575 rows"), "{stdout}");
+        .expect("`script` (util-linux) runs the demo in a pseudo-terminal");
+    let raw = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{raw}");
+    // The screen without its cursor movements: one line per drawn line.
+    let mut text = String::new();
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Colours (`…m`) go; cursor movements end a line.
+            let mut last = ' ';
+            for n in chars.by_ref() {
+                if n.is_ascii_alphabetic() && n != '[' {
+                    last = n;
+                    break;
+                }
+            }
+            if last != 'm' {
+                text.push('\n');
+            }
+        } else {
+            text.push(c);
+        }
+    }
+    // indicatif fills a line to the terminal's width and lets the terminal wrap it.
+    let chars: Vec<Vec<char>> = text.split(['\n', '\r']).map(|l| l.chars().collect()).collect();
+    let lines: Vec<String> =
+        chars.iter().flat_map(|l| l.chunks(72).map(|c| c.iter().collect::<String>().trim_end().to_string())).collect();
+    let bars: Vec<&String> = lines.iter().filter(|l| l.starts_with("alice ") && l.contains('[')).collect();
+    assert!(bars.len() > 10, "{raw}");
+    for bar in &bars {
+        let state = bar.split(']').nth(1).unwrap_or("").split_whitespace().nth(1).unwrap_or("");
+        let known = ["sending", "waiting", "next", "window", "done", "paused", "STOPPED"];
+        // (A bar's first frame has no message yet.)
+        assert!(state.is_empty() || known.contains(&state), "the state is not first: {bar:?}");
+    }
+    let with_state = bars.iter().filter(|b| b.contains(" in window")).count();
+    assert!(with_state > 10, "{with_state} of {} bars show a state", bars.len());
+    for wanted in [
+        "window violations 0 | bad signatures 0",
+        "OK: no limit broken",
+        "1575 rows",
+        "faults the sandbox injects on purpose",
+        "status 0: no HTTP answer at all",
+        "a repeated create is a follow sent again",
+        "#1    jobs/example.csv  1575 rows",
+    ] {
+        assert!(text.contains(wanted), "{wanted:?} not on the screen:\n{text}");
+    }
+    assert!(!text.contains("/tmp"), "a temporary path on the screen:\n{text}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "the demo leaves nothing behind");
 }
 
@@ -555,4 +601,112 @@ async fn a_dry_run_takes_no_lock_and_counts_like_the_import() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// Issue 12, 11: with failed jobs the run said "every job finished" and named none; transient
+/// failures were not logged at the default level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_a_run_says_what_failed_why_and_what_to_do() {
+    let (sb, env) = rig(&["alice", "bob", "carol"], WINDOW_10S).await;
+    let (alice, bob, carol) = (common::token("alice").0, common::token("bob").0, common::token("carol").0);
+    env.write("l.csv", "account,screen_name\nalice,a_one\nalice,a_two\nbob,b_one\ncarol,c_one\ncarol,c_two\n");
+    env.cmd().args(["import", "l.csv"]).assert().success();
+    // alice: one refusal; bob: a 503 past every retry (4); carol: revoked credentials.
+    sb.script(&alice, &[Scripted { status: 418, code: 0 }]);
+    sb.script(&bob, &[Scripted { status: 503, code: 130 }; 4]);
+    sb.script_always(&carol, Scripted { status: 401, code: 89 });
+    let out = env.cmd().args(["run", "--no-progress"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("1 jobs failed (transient errors past the retries) and 1 were refused by X"), "{stderr}");
+    assert!(stderr.contains("1 × failed: Over capacity.") && stderr.contains("1 × refused:"), "{stderr}");
+    assert!(stderr.contains("`followq export --outcome failed,refused` lists them; `followq retry` queues them again"));
+    assert!(stderr.contains("2 jobs wait on carol, which is stopped"), "{stderr}");
+    assert_eq!(stderr.matches("request failed; it will be retried").count(), 3, "once per failure: {stderr}");
+    assert_eq!(stderr.matches("job failed: no more retries").count(), 1, "{stderr}");
+}
+
+/// Issue 12, 12 and 13: work waiting on a stopped account vanished from the plan ("eta:
+/// nothing queued", the app's next slot "now", `run --dry-run` "nothing queued"); `status
+/// --json` left out zero counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_on_a_stopped_account_stays_in_the_plan_and_every_key_is_present() {
+    let (sb, env) = rig(&["alice"], WINDOW_10S).await;
+    sb.script_always(&common::token("alice").0, Scripted { status: 401, code: 89 });
+    env.write("l.csv", "s_one\ns_two\ns_three\n");
+    env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
+    let s = env.status();
+    for state in ["queued", "in_flight", "done"] {
+        assert!(s["jobs"]["by_state"][state].is_i64(), "by_state.{state}: {s}");
+    }
+    for outcome in
+        ["followed", "requested", "already_following", "blocked", "suspended", "not_found", "refused", "failed"]
+    {
+        assert_eq!(s["jobs"]["by_outcome"][outcome], 0, "by_outcome.{outcome}");
+        assert_eq!(s["accounts"][0]["jobs"]["by_outcome"][outcome], 0);
+    }
+    env.cmd().args(["run", "--no-progress"]).assert().code(4);
+    let s = env.status();
+    assert_eq!(s["waiting_on_stopped"], 3);
+    assert!(s["eta"].is_null() && s["app"]["next_slot"].is_null(), "{s}");
+    let table = String::from_utf8_lossy(&env.cmd().arg("status").output().unwrap().stdout).to_string();
+    assert!(table.contains("eta: none — 3 jobs wait on stopped accounts"), "{table}");
+    let plan = String::from_utf8_lossy(&env.cmd().args(["run", "--dry-run"]).output().unwrap().stdout).to_string();
+    assert!(plan.contains("3 jobs wait on stopped accounts: nothing can be sent until one is resumed"), "{plan}");
+}
+
+/// Issue 12, 15: a hung request showed every account as "sending" and nothing was logged
+/// until the end. The time-out is logged when it happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_out_is_logged_when_it_happens() {
+    let (sb, env) = rig(&["alice"], WINDOW_10S).await;
+    sb.set_faults(Faults { hang: 1.0, hang_for: Duration::from_secs(30), seed: 5, ..Faults::default() });
+    env.write("l.csv", "hangs\n");
+    env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
+    let child = spawn(&env, &["run", "--no-progress", "--log-file", "run.log"]);
+    // The 2 s time-out, then the log line at once (the retry hangs again).
+    eventually(8, || std::fs::read_to_string(env.path("run.log")).is_ok_and(|l| l.contains("timed out after 2s")))
+        .await;
+    signal(&child, "-INT");
+    let out = wait(child).await;
+    assert_eq!(out.status.code(), Some(4));
+}
+
+/// Issue 12, 16, 17 and 18: `status` in the wrong folder created an empty database; `status |
+/// head` printed "Broken pipe"; SQLite errors were printed two or three times, some without
+/// the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_commands_say_where_they_looked_end_quietly_on_a_closed_pipe_and_say_each_error_once() {
+    let (_sb, env) = rig(&["alice"], WINDOW_10S).await;
+    for cmd in ["status", "export"] {
+        let out = env.cmd().arg(cmd).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let looked = env.db().display().to_string();
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("no database at {looked}")), "{cmd}");
+        assert!(!env.db().exists(), "{cmd} created the database");
+    }
+    env.write("l.csv", (0..3000).map(|i| format!("p{i}\n")).collect::<String>());
+    env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
+    for args in [&["status"][..], &["export"], &["export", "--format", "json"], &["run", "--dry-run"]] {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("followq"));
+        c.current_dir(env.dir.path()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        drop(child.stdout.take());
+        let out = wait(child).await;
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("Broken pipe") && !stderr.contains("followq:") && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+    std::fs::write(env.path("corrupt.db"), [b"SQLite format 3\0".as_slice(), &[0xAB; 4096]].concat()).unwrap();
+    let out = env.cmd().args(["--db", "corrupt.db", "status"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("followq:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert_eq!(errors[0].matches("corrupt.db").count(), 1, "{stderr}");
+    assert!(errors[0].contains("file is not a database"), "{stderr}");
+    assert_eq!(errors[0].matches("not a database").count(), 1, "said once: {stderr}");
 }

@@ -63,10 +63,13 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let sb = Sandbox::start(sb_config, 0).await?;
     settings.api.base_url = sb.base_url();
     crate::outln!(
-        "followq demo: sandbox on {} | limits {} per account, {} per app, per 24 s (24 h compressed 3600x) | light faults on",
+        "followq demo: sandbox on {} | limits {} per account, {} per app, per 24 s (24 h compressed 3600x)",
         sb.base_url(),
         settings.limits.per_user,
         settings.limits.per_app
+    );
+    crate::outln!(
+        "faults the sandbox injects on purpose: 503s (2 %), 500s (1 %), spurious 429s (0.3 %), answers held 3 s past the 2 s time-out (0.3 %), dropped connections (0.5 %): the warnings below about 'Over capacity', 'Internal error', 'rate limited', 'timed out' and 'connection' are those faults, and followq retries them"
     );
 
     let ctx = Context { settings: settings.clone(), db_path: db.clone(), config_path: dir.join("followq.toml") };

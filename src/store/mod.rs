@@ -155,6 +155,11 @@ impl Store {
                 pool.close().await;
                 Store::open(path).await
             }
+            // Not SQLite at all, or damaged: what SQLite says, with the path.
+            Err(e) if !e.to_string().contains("no such table") => {
+                pool.close().await;
+                Err(open_err(e))
+            }
             // No followq schema (an empty file, another program's database): never touched.
             _ => {
                 pool.close().await;

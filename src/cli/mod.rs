@@ -185,6 +185,11 @@ fn describe(e: &anyhow::Error, db: &std::path::Path) -> String {
         if !text.contains(&db) {
             text = format!("database {db}: {text}");
         }
+        if err.is_read_only() {
+            text.push_str(
+                " — followq writes the database and, beside it, its -wal and -shm files: the file or its folder is read-only for this user",
+            );
+        }
         if err.is_busy() {
             text.push_str(
                 " — another process kept it locked past the wait (an import, `followq retry`, or another program): try again when it is done",

@@ -50,6 +50,15 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// True when SQLite could not write: the file, or the folder its journal goes in, is
+    /// read-only.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            StoreError::Sql(e) | StoreError::Open { source: e, .. } => is_read_only(e),
+            _ => false,
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch, UTC: the one time unit in the database.
@@ -88,6 +97,15 @@ fn note_wait(path: &str, waits: u32) {
         waited_secs = u64::from(waits) * BUSY_TIMEOUT.as_secs(),
         "another process holds the database's write lock (an import, `followq retry`, or another program): waiting for it"
     );
+}
+
+/// True when `e` is SQLite's "attempt to write a readonly database" (SQLITE_READONLY, any
+/// extended code: a read-only file or folder).
+fn is_read_only(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| c & 0xff == 8),
+        _ => false,
+    }
 }
 
 /// True when `e` is SQLite's "database is locked" (SQLITE_BUSY, any extended code).
@@ -138,16 +156,24 @@ impl Store {
             .busy_timeout(BUSY_TIMEOUT)
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         // One connection: a dry-run import keeps its temporary table on it from file to file.
-        let pool_with = |o: SqliteConnectOptions| SqlitePoolOptions::new().max_connections(1).connect_with(o);
-        let pool = match pool_with(opts.clone()).await {
-            Ok(pool) => pool,
-            // A WAL database whose -shm cannot be created (a read-only folder): nobody can be
-            // writing it, so it is read as it is on disk.
-            Err(_) => pool_with(opts.immutable(true)).await.map_err(open_err)?,
+        let version = async |o: SqliteConnectOptions| {
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(o).await?;
+            let v = sqlx::query_scalar::<_, Option<i64>>("select max(version) from _sqlx_migrations where success")
+                .fetch_one(&pool)
+                .await;
+            Ok::<_, sqlx::Error>((pool, v))
+        };
+        let (pool, applied) = match version(opts.clone()).await {
+            Ok((pool, Err(e))) if is_read_only(&e) => {
+                pool.close().await;
+                // A WAL database whose -shm cannot be created (a read-only folder): nobody can
+                // be writing it, so it is read as it is on disk.
+                version(opts.immutable(true)).await.map_err(open_err)?
+            }
+            Ok(found) => found,
+            Err(e) => return Err(open_err(e)),
         };
         let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Result<Option<i64>, _> =
-            sqlx::query_scalar("select max(version) from _sqlx_migrations where success").fetch_one(&pool).await;
         match applied {
             Ok(Some(v)) if v >= latest => Ok(Store { pool, path: path.display().to_string().into() }),
             // A database from an older followq: brought up to date, once (a write).

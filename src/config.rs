@@ -314,7 +314,13 @@ const ENV_KEYS: &[&str] = &[
 /// but name no setting (a typo is otherwise silently ignored).
 fn warnings(s: &Settings, env: &HashMap<String, String>) -> Vec<String> {
     let mut out = Vec::new();
-    let per_day = |n: u32| n as f64 * X_WINDOW.as_secs_f64() / s.limits.window.as_secs_f64().max(1.0);
+    // The most a rolling window of this length lets through in some 24 hours: `n` per window,
+    // and as many windows as start in 24 hours (the strictest reading, as the ledger's).
+    let per_day = |n: u32| {
+        let window = s.limits.window.as_secs_f64().max(1.0);
+        let windows = (X_WINDOW.as_secs_f64() / window).ceil().max(1.0);
+        n as f64 * windows
+    };
     if s.limits.per_user > X_PER_USER || per_day(s.limits.per_user) > X_PER_USER as f64 + 0.5 {
         out.push(format!(
             "limits: {} per account per {} is more than X's published {X_PER_USER} per 24 h (only custom Enterprise limits allow it; X will refuse the rest)",
@@ -928,9 +934,12 @@ mod tests {
             ),
             "{w:?}"
         );
-        // The same rate over a shorter window is above X's too; X's own limits are not.
-        let fast = load_str("[limits]\nwindow = \"1h\"\n", &[]).unwrap();
-        assert_eq!(warnings(&fast, &HashMap::new()).len(), 2);
+        // The same limits over a shorter window are above X's too (a minute short of 24 h lets
+        // twice them through in some 24 hours); X's own limits are not.
+        for window in ["1h", "23h59m"] {
+            let fast = load_str(&format!("[limits]\nwindow = \"{window}\"\nmargin = \"0s\"\n"), &[]).unwrap();
+            assert_eq!(warnings(&fast, &HashMap::new()).len(), 2, "{window}");
+        }
         assert!(warnings(&Settings::default(), &HashMap::new()).is_empty());
     }
 

@@ -46,10 +46,76 @@ impl Write for LineWriter {
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.0);
+        let buf = escape_controls(&std::mem::take(&mut self.0));
         multi().suspend(|| {
             let _ = std::io::stderr().lock().write_all(&buf);
         });
+    }
+}
+
+/// A log line with every control character that came from a field's value (a CSV cell, a file
+/// name, an answer from X) escaped as `\u{1b}`, so that no log line can retitle, clear or move
+/// the terminal, or split itself in two. The line's own end stays, and so do the colour codes
+/// (`ESC [ … m`) the formatter writes itself.
+fn escape_controls(line: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(line);
+    let body = text.strip_suffix('\n').unwrap_or(&text);
+    let mut out = String::with_capacity(line.len() + 8);
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\u{1b}' {
+            let rest = &body[i + 1..];
+            let sgr = rest.strip_prefix('[').and_then(|r| r.find('m').map(|end| &r[..end]));
+            if let Some(params) = sgr.filter(|p| p.chars().all(|c| c.is_ascii_digit() || c == ';')) {
+                out.push('\u{1b}');
+                out.push('[');
+                out.push_str(params);
+                out.push('m');
+                for _ in 0..params.len() + 2 {
+                    chars.next();
+                }
+                continue;
+            }
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if text.ends_with('\n') {
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+/// The `--log-file` writer: each line escaped as on the terminal ([`escape_controls`]).
+#[derive(Clone)]
+struct EscapedFile(Arc<std::fs::File>);
+
+/// One line for the log file, written whole on drop.
+struct FileLine(Arc<std::fs::File>, Vec<u8>);
+
+impl Write for FileLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for FileLine {
+    fn drop(&mut self) {
+        let _ = (&*self.0).write_all(&escape_controls(&self.1));
+    }
+}
+
+impl<'a> MakeWriter<'a> for EscapedFile {
+    type Writer = FileLine;
+    fn make_writer(&'a self) -> Self::Writer {
+        FileLine(self.0.clone(), Vec::with_capacity(256))
     }
 }
 
@@ -98,7 +164,7 @@ pub fn init_logging(args: &LogArgs) -> anyhow::Result<LogGuard> {
                 .map_err(|e| anyhow::anyhow!("--log-file {}: {e}", path.display()))?;
             let f = Arc::new(f);
             file_guard = Some(f.clone());
-            let layer = tracing_subscriber::fmt::layer().with_writer(f).with_ansi(false);
+            let layer = tracing_subscriber::fmt::layer().with_writer(EscapedFile(f)).with_ansi(false);
             Some(if json {
                 layer.json().with_filter(make_filter()).boxed()
             } else {
@@ -141,9 +207,9 @@ pub struct Bars {
 const REFRESH: Duration = Duration::from_millis(100);
 
 /// The bar's width for a terminal `columns` wide: what is left after the name, the counts and
-/// room for the state, within 6 to 24.
+/// room for the state, within 6 to 24; none below 48 columns, where the state needs the room.
 fn bar_width(columns: u16) -> usize {
-    (usize::from(columns).saturating_sub(64)).clamp(6, 24)
+    if columns < 48 { 0 } else { (usize::from(columns).saturating_sub(64)).clamp(6, 24) }
 }
 
 impl Bars {
@@ -152,9 +218,11 @@ impl Bars {
         let visible = show && std::io::stderr().is_terminal();
         let columns = console::Term::stderr().size_checked().map_or(80, |(_, c)| c);
         // The state and the ETA come first in the message; a narrow terminal cuts the
-        // outcome list at the end of the line, never the state.
-        let template =
-            format!("{{prefix:<10}} [{{bar:{}.cyan/blue}}] {{pos:>5}}/{{len:<5}} {{wide_msg}}", bar_width(columns));
+        // outcome list at the end of the line, never the state, and a very narrow one the bar.
+        let template = match bar_width(columns) {
+            0 => "{prefix:<8} {pos}/{len} {wide_msg}".to_string(),
+            w => format!("{{prefix:<10}} [{{bar:{w}.cyan/blue}}] {{pos:>5}}/{{len:<5}} {{wide_msg}}"),
+        };
         let style = ProgressStyle::with_template(&template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
@@ -304,8 +372,21 @@ mod tests {
         assert!(bars.bars[&7].message().starts_with("waiting for X's answer (0.6s)"), "{}", bars.bars[&7].message());
     }
 
+    /// Issue 12, 8: a header cell `no\e]0;pwned\atest` reached the terminal raw through a log
+    /// field and retitled it; a newline in an inbox file name split a log line.
+    #[test]
+    fn log_lines_escape_what_their_fields_carry_but_keep_their_colours() {
+        let line = "\u{1b}[33mWARN\u{1b}[0m ignoring columns columns='no\u{1b}]0;pwned\u{7}test' file=a\nb.csv\n";
+        let out = String::from_utf8(escape_controls(line.as_bytes())).unwrap();
+        assert_eq!(
+            out,
+            "\u{1b}[33mWARN\u{1b}[0m ignoring columns columns='no\\u{1b}]0;pwned\\u{7}test' file=a\\nb.csv\n"
+        );
+        assert_eq!(escape_controls(b"plain\n"), b"plain\n");
+    }
+
     #[test]
     fn the_bar_leaves_room_for_the_state() {
-        assert_eq!((bar_width(60), bar_width(80), bar_width(200)), (6, 16, 24));
+        assert_eq!((bar_width(30), bar_width(60), bar_width(80), bar_width(200)), (0, 6, 16, 24));
     }
 }

@@ -384,13 +384,77 @@ fn an_import_killed_part_way_says_what_it_committed() {
     let rows: String = (0..2500).map(|i| format!("killed_{i}\n")).collect();
     stdin.write_all(rows.as_bytes()).unwrap();
     stdin.flush().unwrap();
-    // Two batches of 1,000 are read and, the input then pausing, committed.
+    // Every row read is sent on before the reader waits for more and, the input then
+    // pausing, committed with its counts (a kill loses nothing that was read).
     std::thread::sleep(std::time::Duration::from_millis(1500));
     child.kill().unwrap();
     child.wait().unwrap();
     let s = e.status();
-    assert_eq!(total(&s), 2000);
+    assert_eq!(total(&s), 2500);
     let import = &s["imports"][0];
-    assert_eq!((import["rows_read"].as_i64(), import["added"].as_i64()), (Some(2000), Some(2000)), "{import}");
+    assert_eq!((import["rows_read"].as_i64(), import["added"].as_i64()), (Some(2500), Some(2500)), "{import}");
     assert_eq!(import["finished_at"], 0);
+}
+
+/// Found from the outside: after an account was renamed in case (`Bob` → `bob`) rows landed at
+/// random on the old, unconfigured account (never sent) or the new one; rows for an account
+/// removed from the config were accepted into it.
+#[test]
+fn rows_never_land_on_a_renamed_or_removed_account() {
+    let e = Env::new(&["alice", "Bob", "carol"], "http://127.0.0.1:9", "");
+    e.write("first.csv", "account,handle\nBob,old_one\ncarol,c_one\n");
+    e.cmd().args(["import", "first.csv"]).assert().success();
+    // `Bob` renamed `bob`, carol removed.
+    let mut config = String::from("[api]\nbase_url = \"http://127.0.0.1:9\"\n");
+    for a in ["alice", "bob"] {
+        let (t, s) = common::token(a);
+        config.push_str(&format!("[[accounts]]\nname = \"{a}\"\ntoken = \"{t}\"\ntoken_secret = \"{s}\"\n"));
+    }
+    e.write("followq.toml", config);
+    let rows: String = (0..6).map(|i| format!("bob,new_{i}\nBOB,big_{i}\n")).collect();
+    e.write("second.csv", format!("account,handle\n{rows}carol,c_two\n"));
+    let out = e.cmd().args(["import", "second.csv"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("second.csv:14: unknown account 'carol' (configured: alice, bob)"), "{stderr}");
+    let jobs = export(&e);
+    let on = |account: &str| jobs.iter().filter(|j| j["account"] == account).count();
+    assert_eq!((on("bob"), on("Bob"), on("carol")), (12, 1, 1), "{jobs:?}");
+    let out = e.cmd().args(["retry", "--account", "BOB"]).output().unwrap();
+    assert!(out.status.success(), "retry takes a name in any case: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Found from the outside: `--rejects` naming the input emptied the input before reading it.
+#[test]
+fn a_rejects_file_that_is_an_input_is_refused() {
+    let e = env();
+    e.write("same.csv", "screen_name\nok_one\nbad-one\n");
+    let out = e.cmd().args(["import", "--account", "alice", "same.csv", "--rejects", "./same.csv"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("that is the input same.csv"));
+    assert_eq!(common::read(&e.path("same.csv")), "screen_name\nok_one\nbad-one\n");
+}
+
+/// Found from the outside: a lone header that is also a valid screen name (`Name`, `Handles`,
+/// `id_str`) was queued as a target.
+#[test]
+fn header_words_that_are_valid_screen_names_are_not_followed() {
+    for (header, added, message) in [
+        ("Name", 1, "'Name' looks like a header"),
+        ("Usernames", 1, ""),
+        ("Handles", 1, ""),
+        ("id_str", 0, "user id 'x_one' is not a decimal number"),
+    ] {
+        let e = env();
+        e.write("h.csv", format!("{header}\nx_one\n"));
+        let out = e.cmd().args(["import", "--account", "alice", "h.csv"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{header}: {stderr}");
+        let jobs = export(&e);
+        assert_eq!(jobs.len(), added, "{header}: {jobs:?}");
+        assert!(jobs.iter().all(|j| j["target"] == "x_one"), "{header} was queued: {jobs:?}");
+    }
+    let e = env();
+    e.write("rows.csv", "ID,Name,Twitter Handle\n1,Jack,jack\n");
+    let out = e.cmd().args(["import", "--account", "alice", "rows.csv"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("if 'ID' numbers the rows, rename or remove it"));
 }

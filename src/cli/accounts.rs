@@ -24,9 +24,14 @@ pub enum Action {
 
 /// Runs `accounts`.
 pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    let (store, _) = ctx.open_store().await?;
+    let action = args.action.unwrap_or(Action::List);
+    // Listing only reads; a check may resume a stopped account (and works before any import).
+    let store = match action {
+        Action::List => ctx.read_store().await?,
+        Action::Check => ctx.open_store().await?.0,
+    };
     let rows = store.accounts().await?;
-    let code = match args.action.unwrap_or(Action::List) {
+    let code = match action {
         Action::List => {
             let now = now_ms();
             for a in &rows {

@@ -17,7 +17,7 @@ pub const EXAMPLE_CSV: &str = include_str!("../../jobs/example.csv");
 /// Run the demo.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Keep the demo's database and config in this folder (default: a temporary folder)
+    /// Keep the demo's database in this folder (default: a temporary folder, removed at the end)
     #[arg(long)]
     pub keep: Option<std::path::PathBuf>,
     /// No progress bars
@@ -69,7 +69,7 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
         settings.limits.per_app
     );
     crate::outln!(
-        "faults the sandbox injects on purpose: 503s (2 %), 500s (1 %), spurious 429s (0.3 %), answers held 3 s past the 2 s time-out (0.3 %), dropped connections (0.5 %): the warnings below about 'Over capacity', 'Internal error', 'rate limited', 'timed out' and 'connection' are those faults, and followq retries them"
+        "faults the sandbox injects on purpose: 503s (2 %), 500s (1 %), spurious 429s (0.3 %), answers held 3 s past the 2 s time-out (0.3 %), dropped connections (0.5 %): the log lines below about 'Over capacity', 'Internal error', 'rate limited', 'timed out' and 'connection' are those faults, and followq retries them"
     );
 
     let ctx = Context { settings: settings.clone(), db_path: db.clone(), config_path: dir.join("followq.toml") };

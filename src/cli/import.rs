@@ -41,6 +41,20 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         (store, ids, None)
     };
     let accounts = Accounts::new(ids, args.account.as_deref())?;
+    if let Some(p) = &args.rejects {
+        // Writing it would empty an input before it is read.
+        let same = |f: &String| {
+            let (a, b) = (std::fs::canonicalize(f), std::fs::canonicalize(p));
+            matches!((a, b), (Ok(a), Ok(b)) if a == b)
+        };
+        if let Some(f) = args.files.iter().find(|f| same(f)) {
+            return Err(super::UsageError(format!(
+                "--rejects {}: that is the input {f}; name another file",
+                p.display()
+            ))
+            .into());
+        }
+    }
     let mut rejects_out = match &args.rejects {
         Some(p) => {
             let mut w = csv::Writer::from_path(p).with_context(|| format!("cannot write {}", p.display()))?;
@@ -156,8 +170,13 @@ async fn dry_store(
         Store::open(&path).await?.close().await;
         (Store::open_read_only(&path).await?, Some(dir))
     };
-    let mut ids: std::collections::HashMap<String, i64> =
-        store.accounts().await?.into_iter().map(|a| (a.name, a.id)).collect();
+    let mut ids: std::collections::HashMap<String, i64> = store
+        .accounts()
+        .await?
+        .into_iter()
+        .filter(|a| ctx.settings.account(&a.name).is_some())
+        .map(|a| (a.name, a.id))
+        .collect();
     for (n, a) in ctx.settings.accounts.iter().enumerate() {
         ids.entry(a.name.clone()).or_insert(-1 - n as i64);
     }

@@ -114,6 +114,16 @@ impl Context {
 }
 
 impl Context {
+    /// Opens the database for a command that changes what is there but never starts a queue
+    /// (`retry`, `verify`, `accounts check`): a missing database is an error, not a new one.
+    pub async fn existing_store(&self) -> anyhow::Result<Store> {
+        if !self.db_path.exists() {
+            let looked = std::path::absolute(&self.db_path).unwrap_or_else(|_| self.db_path.clone());
+            return Err(crate::store::StoreError::Missing(looked.display().to_string()).into());
+        }
+        Ok(self.open_store().await?.0)
+    }
+
     /// Opens the database for a command that only reads it: never created, never written.
     pub async fn read_store(&self) -> anyhow::Result<Store> {
         Ok(Store::open_read_only(&self.db_path).await?)

@@ -16,9 +16,17 @@ pub struct Args {
 /// Runs `retry`.
 pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     check_outcomes(&args.outcome)?;
-    let (store, ids) = ctx.open_store().await?;
+    let store = ctx.existing_store().await?;
+    // Any account the database knows, configured or not (its jobs can wait for it), by name
+    // in any case.
+    let known = store.accounts().await?;
     let account = match &args.account {
-        Some(name) => Some(*ids.get(name).ok_or_else(|| UsageError(format!("unknown account '{name}'")))?),
+        Some(name) => {
+            Some(known.iter().find(|a| a.name.eq_ignore_ascii_case(name)).map(|a| a.id).ok_or_else(|| {
+                let names: Vec<&str> = known.iter().map(|a| a.name.as_str()).collect();
+                UsageError(format!("unknown account '{name}' (the database has: {})", names.join(", ")))
+            })?)
+        }
         None => None,
     };
     let n = store.requeue(&args.outcome, account).await?;

@@ -19,11 +19,22 @@ pub struct Args {
 /// Runs `verify`.
 pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     config::require_credentials(&ctx.settings)?;
-    let (store, ids) = ctx.open_store().await?;
+    let store = ctx.existing_store().await?;
+    let names: Vec<&str> = ctx.settings.accounts.iter().map(|a| a.name.as_str()).collect();
+    let ids = store.sync_accounts(&names).await?;
+    if let Some(name) = &args.account
+        && !names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    {
+        return Err(crate::ingest::IngestError::UnknownAccount(
+            name.clone(),
+            format!("configured: {}", names.join(", ")),
+        )
+        .into());
+    }
     let client = Client::new(&ctx.settings)?;
     let mut missing_total = 0;
     for account in &ctx.settings.accounts {
-        if args.account.as_deref().is_some_and(|a| a != account.name) {
+        if args.account.as_deref().is_some_and(|a| !a.eq_ignore_ascii_case(&account.name)) {
             continue;
         }
         let Some(&id) = ids.get(&account.name) else { continue };

@@ -23,10 +23,10 @@ struct Columns {
     /// `target` / `url` / `profile` / `link`: any form, read as a headerless value is.
     any: Option<usize>,
     follow: Option<usize>,
-    /// Fields in the header row.
-    width: usize,
     /// The columns followq does not read (a few names and a count), if any.
     ignored: Option<String>,
+    /// A bare `ID` column stands beside a screen-name column (warned about: see `header`).
+    id_beside_name: bool,
 }
 
 impl Columns {
@@ -67,26 +67,35 @@ pub(super) fn read(
     let delimiter = sniff_delimiter(&head);
     let lines = Rc::new(RefCell::new(Lines::default()));
     let stream = std::io::Cursor::new(head).chain(decoded);
-    let buf = BufReader::with_capacity(1 << 16, Counting { inner: stream, lines: lines.clone() });
+    let batch = Rc::new(RefCell::new(Batch::default()));
+    let counting =
+        Counting { inner: stream, lines: lines.clone(), batch: batch.clone(), sink: sink.clone(), short: false };
+    let buf = BufReader::with_capacity(1 << 16, counting);
     let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(buf);
-    let mut r = Rows { file, accounts, sink, cols: None, batch: Vec::with_capacity(INSERT_BATCH), batch_rows: 0 };
+    let mut r = Rows { file, accounts, sink, cols: None, batch };
 
     let mut record = csv::ByteRecord::new();
+    // A record read ahead (to learn whether a quoted line break ran to the end of the input).
+    let mut ahead: Option<csv::ByteRecord> = None;
     let mut first = true;
     loop {
-        match rdr.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                // An I/O error ends the file; what came before stays.
-                let line = e.position().map_or(0, |p| lines.borrow_mut().line_at(p.byte()));
-                let reason = match e.kind() {
-                    csv::ErrorKind::Io(io) => format!("read error: {io}"),
-                    _ => format!("malformed CSV: {e}"),
-                };
-                r.flush();
-                emit(sink, Item::Reject(Reject::new(file, line, reason)));
-                return Ok(());
+        if let Some(next) = ahead.take() {
+            record = next;
+        } else {
+            match rdr.read_byte_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    // An I/O error ends the file; what came before stays.
+                    let line = e.position().map_or(0, |p| lines.borrow_mut().line_at(p.byte()));
+                    let reason = match e.kind() {
+                        csv::ErrorKind::Io(io) => format!("read error: {io}"),
+                        _ => format!("malformed CSV: {e}"),
+                    };
+                    r.flush();
+                    emit(sink, Item::Reject(Reject::new(file, line, reason)));
+                    return Ok(());
+                }
             }
         }
         let line = record.position().map_or(0, |p| lines.borrow_mut().line_at(p.byte()));
@@ -99,16 +108,33 @@ pub(super) fn read(
         if record.iter().all(|f| f.iter().all(|b| b.is_ascii_whitespace())) {
             continue; // blank line
         }
-        let multiline = record.iter().position(|f| f.contains(&b'\n') || f.contains(&b'\r'));
-        if let Some(i) = multiline
-            && r.swallowed(&record, i, delimiter)
-        {
-            if !r.unterminated(&record, i, line, delimiter) {
+        let Some(i) = record.iter().position(|f| f.contains(&b'\n') || f.contains(&b'\r')) else {
+            if !r.row(&record, line) {
                 return Ok(());
             }
             continue;
+        };
+        // A line break inside quotes. Read ahead: a quote that runs to the end of the input was
+        // never closed (its last field, and the input does not end with a quote).
+        let mut next = csv::ByteRecord::new();
+        let more = matches!(rdr.read_byte_record(&mut next), Ok(true));
+        let unclosed = !more && i + 1 == record.len() && lines.borrow().last_byte != b'"';
+        if more {
+            ahead = Some(next);
         }
-        if !r.row(&record, line) {
+        let go_on = if unclosed {
+            r.unterminated(&record, i, line, delimiter)
+        } else if r.cols.as_ref().is_none_or(|c| c.reads(i)) {
+            // A closed quote: never read as rows (the text of a cell is not a list), and a target
+            // cannot hold a line break.
+            let end = line + line_breaks(&record[i]);
+            let reason = format!("a line break inside a quoted cell followq reads (lines {line} to {end})");
+            r.reject(Reject { row: Some(RejectedRow::of(&record, r.cols.as_ref())), ..Reject::new(file, line, reason) })
+        } else {
+            // A value over several lines in a column followq does not read (RFC 4180).
+            r.row(&record, line)
+        };
+        if !go_on {
             return Ok(());
         }
     }
@@ -144,17 +170,30 @@ struct Rows<'a> {
     accounts: &'a Accounts,
     sink: &'a Sink,
     cols: Option<Columns>,
-    batch: Vec<NewJob>,
-    batch_rows: u64,
+    /// Shared with [`Counting`], which sends it on before waiting for a slow input.
+    batch: Rc<RefCell<Batch>>,
+}
+
+/// Jobs not sent to the importer yet, and the rows they came from.
+#[derive(Default)]
+struct Batch {
+    jobs: Vec<NewJob>,
+    rows: u64,
+}
+
+impl Batch {
+    fn flush(&mut self, sink: &Sink) {
+        if !self.jobs.is_empty() {
+            let jobs = std::mem::replace(&mut self.jobs, Vec::with_capacity(INSERT_BATCH));
+            emit(sink, Item::Jobs(jobs, self.rows));
+            self.rows = 0;
+        }
+    }
 }
 
 impl Rows<'_> {
     fn flush(&mut self) {
-        if !self.batch.is_empty() {
-            let jobs = std::mem::replace(&mut self.batch, Vec::with_capacity(INSERT_BATCH));
-            emit(self.sink, Item::Jobs(jobs, self.batch_rows));
-            self.batch_rows = 0;
-        }
+        self.batch.borrow_mut().flush(self.sink);
     }
 
     /// Sends a reject; false when the importer stopped listening.
@@ -176,6 +215,12 @@ impl Rows<'_> {
             }
             if let Some(columns) = &c.ignored {
                 tracing::warn!(file = self.file, columns = %columns, "ignoring columns followq does not use");
+            }
+            if c.id_beside_name {
+                tracing::warn!(
+                    file = self.file,
+                    "the 'ID' column is read as X user ids, and where a row has both an id and a screen name the id wins: if 'ID' numbers the rows, rename or remove it"
+                );
             }
             self.cols = Some(c);
             return Ok(true);
@@ -199,10 +244,11 @@ impl Rows<'_> {
     fn row(&mut self, record: &csv::ByteRecord, line: u64) -> bool {
         match row(record, self.cols.as_ref(), self.accounts) {
             Ok(job) => {
-                self.batch.push(job);
-                self.batch_rows += 1;
-                if self.batch.len() == INSERT_BATCH {
-                    self.flush();
+                let mut batch = self.batch.borrow_mut();
+                batch.jobs.push(job);
+                batch.rows += 1;
+                if batch.jobs.len() == INSERT_BATCH {
+                    batch.flush(self.sink);
                 }
                 true
             }
@@ -213,25 +259,14 @@ impl Rows<'_> {
         }
     }
 
-    /// True when field `i`'s line breaks come from a quote left open that swallowed the rows
-    /// after it, not from a value written over several lines (a notes column, RFC 4180): a
-    /// field followq reads holds no line break, and a value that does is in an unread column
-    /// unless the lines after its first read as rows of the header's width.
-    fn swallowed(&self, record: &csv::ByteRecord, i: usize, delimiter: u8) -> bool {
-        let Some(c) = &self.cols else { return true };
-        if c.reads(i) || c.width < 2 {
-            return true;
-        }
-        continuation(&record[i]).any(|l| parse_line(l, delimiter).is_some_and(|r| r.len() >= c.width))
-    }
-
-    /// An unterminated quote at `line` in field `i`: one reject for the region it swallowed, then
-    /// each swallowed line read as the row it was. False when the importer stopped listening.
+    /// A quote opened at `line` in field `i` and never closed: one reject for the region it
+    /// swallowed, then each swallowed line read as the row it was. False when the importer
+    /// stopped listening.
     fn unterminated(&mut self, record: &csv::ByteRecord, i: usize, line: u64, delimiter: u8) -> bool {
         let field = &record[i];
         let breaks = line_breaks(field.strip_suffix(b"\n").unwrap_or(field));
         let reason = format!(
-            "a quote opened here runs to line {}: an unterminated quote? The lines after this one are read as rows",
+            "a quote opened here is never closed (it runs to line {}, the end of the file): the lines after this one are read as rows",
             line + breaks
         );
         if !self.reject(Reject {
@@ -325,12 +360,22 @@ enum Column {
 }
 
 fn column_name(cell: &str) -> Option<Column> {
-    let key: String = cell.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect();
-    Some(match key.as_str() {
+    let key = header_key(cell);
+    // Plurals too: `Handles`, `Usernames`, `IDs`.
+    column_key(&key).or_else(|| key.strip_suffix('s').and_then(column_key))
+}
+
+/// A header cell as compared: letters and digits only, lower case.
+fn header_key(cell: &str) -> String {
+    cell.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+}
+
+fn column_key(key: &str) -> Option<Column> {
+    Some(match key {
         "account" | "fromaccount" | "followfrom" => Column::Account,
         "screenname" | "username" | "handle" | "twitterhandle" | "xhandle" | "twitterusername" | "xusername"
         | "twitterscreenname" | "twittername" | "twitter" | "twitteraccount" | "xaccount" => Column::ScreenName,
-        "userid" | "id" | "twitterid" | "xid" | "twitteruserid" | "xuserid" => Column::UserId,
+        "userid" | "id" | "idstr" | "twitterid" | "xid" | "twitteruserid" | "xuserid" => Column::UserId,
         "target" | "url" | "profile" | "link" | "profileurl" | "profilelink" | "twitterurl" | "xurl" => Column::Any,
         "follow" | "notify" | "notifications" => Column::Follow,
         _ => return None,
@@ -340,7 +385,12 @@ fn column_name(cell: &str) -> Option<Column> {
 /// A lone first cell that is surely a header, not a target: not a valid target, and text with
 /// a letter in it (`Twitter Handles`, `E-mail`, `Name (optional)`).
 fn looks_like_header(cell: &str) -> bool {
-    cell.chars().any(char::is_alphabetic) && target::parse(cell, Hint::Any).is_err() && !cell.contains('/')
+    // Words a person heads a list with that are also valid screen names.
+    const HEADERISH: &[&str] =
+        &["name", "names", "fullname", "user", "users", "people", "contacts", "list", "follows", "following", "email"];
+    let key = header_key(cell);
+    HEADERISH.contains(&key.as_str())
+        || cell.chars().any(char::is_alphabetic) && target::parse(cell, Hint::Any).is_err() && !cell.contains('/')
 }
 
 /// A few names and how many more, for messages about many columns.
@@ -354,7 +404,7 @@ fn some_of(names: &[String], total: usize) -> String {
 
 /// The header's columns, or `None` when the first row is data (no recognised column name).
 fn header(record: &csv::ByteRecord) -> Result<Option<Columns>, String> {
-    let mut c = Columns { width: record.len(), ..Columns::default() };
+    let mut c = Columns::default();
     let mut known = 0;
     let (mut unknown, mut unknown_total) = (Vec::new(), 0);
     for (i, raw) in record.iter().enumerate() {
@@ -402,6 +452,12 @@ fn header(record: &csv::ByteRecord) -> Result<Option<Columns>, String> {
         return Err("line 1: a target/url column cannot stand beside screen_name or user_id columns".into());
     }
     c.ignored = (unknown_total > 0).then(|| some_of(&unknown, unknown_total));
+    // `ID` beside a handle column is often a row number, and the id wins where both are filled.
+    if let (Some(id), Some(_)) = (c.user_id, c.screen_name)
+        && header_key(&String::from_utf8_lossy(&record[id])) == "id"
+    {
+        c.id_beside_name = true;
+    }
     Ok(Some(c))
 }
 
@@ -486,11 +542,13 @@ struct Lines {
     at_start: bool,
     /// The last byte seen was a CR (a LF right after it ends the same line).
     after_cr: bool,
+    /// The last byte seen that is not a line end.
+    last_byte: u8,
 }
 
 impl Default for Lines {
     fn default() -> Lines {
-        Lines { content: VecDeque::new(), seen: 0, line: 1, at_start: true, after_cr: false }
+        Lines { content: VecDeque::new(), seen: 0, line: 1, at_start: true, after_cr: false, last_byte: 0 }
     }
 }
 
@@ -506,8 +564,9 @@ impl Lines {
                 _ if self.at_start => {
                     self.content.push_back((self.seen, self.line));
                     self.at_start = false;
+                    self.last_byte = b;
                 }
-                _ => {}
+                _ => self.last_byte = b,
             }
             self.after_cr = b == b'\r';
             self.seen += 1;
@@ -523,15 +582,26 @@ impl Lines {
     }
 }
 
-/// A reader that tells [`Lines`] about every byte it passes on.
+/// A reader that tells [`Lines`] about every byte it passes on, and sends the rows read so far
+/// to the importer before it waits on a slow input: a pipe or a terminal answers a read with
+/// what it has (a short read), a file with all that was asked until its end. So a slow `-`
+/// never keeps rows in the reader, where a kill would lose them; a file is not split up more.
 struct Counting<R> {
     inner: R,
     lines: Rc<RefCell<Lines>>,
+    batch: Rc<RefCell<Batch>>,
+    sink: Sink,
+    /// The last read was short: the next may wait.
+    short: bool,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.short {
+            self.batch.borrow_mut().flush(&self.sink);
+        }
         let n = self.inner.read(buf)?;
+        self.short = n < buf.len();
         self.lines.borrow_mut().scan(&buf[..n]);
         Ok(n)
     }

@@ -31,6 +31,8 @@ pub enum StoreError {
         "{0} has {1} names (hard links): SQLite keeps its write-ahead log beside the name a database is opened by, so two names for one database corrupt it; remove the other links (`find / -samefile {0}`) or copy it"
     )]
     HardLinked(String, u64),
+    #[error("{0} is a folder, not a database file (--db names the file)")]
+    Directory(String),
     #[error("{0} is not a followq database (it has no followq schema); --db names the right one")]
     Foreign(String),
     #[error("database migration: {0}")]
@@ -221,7 +223,8 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Inserts the configured accounts that are new and returns every account's id by name.
+    /// Inserts the configured accounts that are new and returns their ids by name (only
+    /// theirs: rows for an account no longer configured are not accepted).
     pub async fn sync_accounts(&self, names: &[&str]) -> Result<HashMap<String, i64>, StoreError> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
@@ -234,7 +237,7 @@ impl Store {
         }
         tx.commit().await?;
         let rows: Vec<(String, i64)> = sqlx::query_as("select name, id from accounts").fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().collect())
+        Ok(rows.into_iter().filter(|(name, _)| names.contains(&name.as_str())).collect())
     }
 
     /// Every account the database knows, configured now or not.
@@ -269,6 +272,9 @@ fn check_single_name(path: &Path) -> Result<(), StoreError> {
     #[cfg(unix)]
     if let Ok(meta) = std::fs::metadata(path) {
         use std::os::unix::fs::MetadataExt;
+        if meta.is_dir() {
+            return Err(StoreError::Directory(path.display().to_string()));
+        }
         if meta.nlink() > 1 {
             return Err(StoreError::HardLinked(path.display().to_string(), meta.nlink()));
         }

@@ -6,7 +6,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = followq::cli::Cli::parse();
-    let _guard = match followq::progress::init_logging(&cli.log) {
+    let _guard = match followq::logging::init(&cli.log) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("followq: {e:#}");

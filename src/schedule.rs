@@ -5,11 +5,17 @@
 //! state is an in-memory mirror of the ledger, loaded from the database at start-up and updated on
 //! every claim; the ledger check inside the claim transaction stays the hard guarantee.
 //!
-//! Why not governor (the stack's choice for pacing): its GCRA state is an in-memory clock that
-//! cannot be persisted or seeded, so after a restart it would disagree with the ledger, and with
-//! a burst it does not cap a rolling window at all (stack-notes.md). Spacing "one request per
-//! window/limit after the last one" is exactly derivable from the ledger's last send time, so one
-//! source of truth does both jobs, survives restarts, and is testable without sleeping.
+//! Why the follow budget lives here and in the ledger, not in governor (the stack's pacing
+//! crate, which fits the read endpoints: short windows, state a restart may forget). governor's
+//! state could be seeded from the database through its `StateStore` trait, but: a check
+//! consumes a cell, so checking the account and then the app wastes one when the second
+//! refuses; one keyed limiter has one quota, while accounts' paces differ (a 226 slows one);
+//! its jitter has its own unseeded rng and applies only to its async waits, so a run can be
+//! neither replayed nor tested in microseconds; and GCRA with a burst does not cap a rolling
+//! window (with burst 400 and a 216 s period, up to 799 requests in some 24 hours). Spacing
+//! "one request per window/limit after the last one" derives exactly from the ledger's last
+//! send, so one source of truth does both jobs, survives restarts, and is tested without
+//! sleeping.
 
 use std::collections::VecDeque;
 

@@ -15,12 +15,12 @@ use tracing::{debug, info, warn};
 
 use crate::api::classify::{self, Outcome, Verdict};
 use crate::api::{self, Client};
-use crate::cli::human_ms;
 use crate::config::{Account, Settings};
 use crate::ingest::{self, Accounts, Input};
 use crate::schedule::{Decision, Limits, Scheduler};
 use crate::store::{Claim, ClaimAsk, ClaimResult, Record, RecordAccount, RecordJob, Store, WindowView, Writer, now_ms};
 use crate::text::printable;
+use crate::time::{human_ms, local_time};
 
 /// How long the dispatcher sleeps at most before it looks at the clock again: deadlines are
 /// re-checked after every wake, so a laptop that slept through the night resumes correctly.
@@ -815,7 +815,7 @@ fn absorb(
             if let Some(f) = pace_factor {
                 a.pace_factor = *f;
             }
-            warn!(account = %a.name, until = %crate::cli::local_time(*until), reason = %reason, "account paused");
+            warn!(account = %a.name, until = %local_time(*until), reason = %reason, "account paused");
         }
         Some(RecordAccount::Stop { reason }) => {
             a.stopped = Some(reason.clone());

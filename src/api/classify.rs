@@ -1,5 +1,6 @@
-//! What an answer from friendships/create means (DESIGN.md §4). By status and error code; by
-//! message text only where X sends no code (the already-following 403). Pure.
+//! What an answer from friendships/create means (README's "How it keeps its promises" lists
+//! what each leads to). By status and error code; by message text only where X sends no code
+//! (the already-following 403). Pure.
 
 use serde_json::Value;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::{AUTHORIZATION, DATE, HeaderMap};
 
 use crate::config::{Account, Settings};
-use crate::store::TargetKind;
+use crate::model::TargetKind;
 
 /// The bodies kept from an answer are cut to this size: enough to see what went wrong.
 const MAX_BODY: usize = 4096;

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, ConfigError, Settings};
+pub use crate::logging::{LogArgs, LogFormat};
 use crate::store::Store;
 
 /// Success.
@@ -45,30 +46,6 @@ pub struct Cli {
     pub log: LogArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Logging flags, shared by every command.
-#[derive(Debug, Clone, clap::Args)]
-pub struct LogArgs {
-    /// More detail: -v debug, -vv trace
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Only warnings and errors
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
-    /// Log line format
-    #[arg(long, value_enum, default_value = "text", global = true)]
-    pub log_format: LogFormat,
-    /// Also write logs to this file
-    #[arg(long, global = true)]
-    pub log_file: Option<PathBuf>,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// The subcommands.
@@ -153,7 +130,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
         // A reader that went away (`followq status | head -3`) ends it quietly, as ripgrep does.
         Err(e) if is_broken_pipe(&e) => EXIT_OK,
         Err(e) => {
-            crate::progress::clear();
+            crate::logging::clear();
             eprintln!("followq: {}", crate::text::printable(&describe(&e, &db_path)));
             if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<UsageError>().is_some() {
                 EXIT_USAGE
@@ -235,46 +212,4 @@ async fn dispatch_inner(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// Milliseconds since the epoch → local "YYYY-MM-DD HH:MM:SS" for people.
-pub fn local_time(ms: i64) -> String {
-    use chrono::TimeZone;
-    match chrono::Local.timestamp_millis_opt(ms) {
-        chrono::LocalResult::Single(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
-        _ => "-".to_string(),
-    }
-}
-
-/// A duration in ms → "3m12s", "2h05m", "45s", "24.1s".
-pub fn human_ms(ms: i64) -> String {
-    let ms = ms.max(0);
-    if ms < 59_950 {
-        let t = ms as f64 / 1000.0;
-        return if ms % 1000 == 0 || t >= 10.0 && (t - t.round()).abs() < 0.05 {
-            format!("{:.0}s", t.ceil())
-        } else {
-            format!("{t:.1}s")
-        };
-    }
-    let s = (ms + 999) / 1000;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..=86399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human_ms;
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(human_ms(24_120), "24.1s");
-        assert_eq!(human_ms(45_000), "45s");
-        assert_eq!(human_ms(192_000), "3m12s");
-        assert_eq!(human_ms(7_500_000), "2h05m");
-        assert_eq!(human_ms(86_400_000 * 3), "3d00h");
-        assert_eq!(human_ms(-5), "0s");
-    }
-}
+pub use crate::time::{human_ms, local_time};

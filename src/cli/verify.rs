@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{Context, EXIT_OK, EXIT_PARTIAL, UsageError};
 use crate::api::Client;
 use crate::config;
-use crate::store::TargetKind;
+use crate::model::TargetKind;
 
 /// Confirm follows with GET friendships/lookup.
 #[derive(Debug, clap::Args)]

@@ -10,7 +10,8 @@ use serde::de::{Deserializer as _, SeqAccess, Visitor};
 
 use super::target::parse_user_id;
 use super::{Accounts, IngestError, Item, Reject, Sink, emit};
-use crate::store::{INSERT_BATCH, NewJob, TargetKind};
+use crate::model::{NewJob, TargetKind};
+use crate::store::INSERT_BATCH;
 
 /// The longest `window.YTD.following.part0 =` prefix worth reading before the JSON.
 const MAX_PREFIX: u64 = 256;

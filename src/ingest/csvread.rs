@@ -12,7 +12,8 @@ use std::rc::Rc;
 
 use super::target::{self, Hint};
 use super::{Accounts, IngestError, Item, Reject, RejectedRow, Sink, emit};
-use crate::store::{INSERT_BATCH, NewJob};
+use crate::model::NewJob;
+use crate::store::INSERT_BATCH;
 
 /// The columns followq understands.
 #[derive(Debug, Default, Clone)]

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::store::{NewJob, Store, StoreError};
+use crate::model::NewJob;
+pub use crate::model::Summary;
+use crate::store::{Store, StoreError};
 
 /// A row that was not queued, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -45,17 +47,6 @@ pub struct RejectedRow {
     /// The target in a form the `target` column reads as meant (a screen name as `@name`).
     pub target: String,
     pub follow: String,
-}
-
-/// What one import did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Summary {
-    pub source: String,
-    pub rows_read: u64,
-    pub added: u64,
-    /// Valid rows whose target was already queued for that account (or repeated in the file).
-    pub duplicates: u64,
-    pub rejected: u64,
 }
 
 /// A file that could not be imported at all.

@@ -1,6 +1,6 @@
 //! One input value → a validated target: `@name`, `name`, a profile URL, an intent link, an id.
 
-use crate::store::TargetKind;
+use crate::model::TargetKind;
 
 /// What the column says the value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

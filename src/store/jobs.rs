@@ -8,39 +8,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{Store, StoreError, now_ms};
-
-/// How a target is named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetKind {
-    ScreenName,
-    UserId,
-}
-
-impl TargetKind {
-    /// The value stored in `jobs.target_kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetKind::ScreenName => "screen_name",
-            TargetKind::UserId => "user_id",
-        }
-    }
-
-    /// Parses a stored `target_kind`.
-    pub fn parse(s: &str) -> TargetKind {
-        if s == "user_id" { TargetKind::UserId } else { TargetKind::ScreenName }
-    }
-}
-
-/// A validated target to queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewJob {
-    pub account_id: i64,
-    pub kind: TargetKind,
-    /// The screen name as written (without `@`), or the decimal id.
-    pub target: String,
-    pub notify: bool,
-}
+use crate::model::{NewJob, Summary};
 
 /// Rows per multi-row INSERT (4 bound values each, see [`insert_sql`]). Batching rows into
 /// statements, not only into transactions, is what makes import fast: every statement costs
@@ -355,7 +323,7 @@ pub struct ImportSession {
     path: Arc<str>,
     /// The import's row and its counts so far, written with every commit: an import killed
     /// part-way still says what it committed.
-    progress: Option<(i64, crate::ingest::Summary)>,
+    progress: Option<(i64, Summary)>,
     /// When the open transaction began.
     began: Instant,
     /// New jobs per account since the last commit, for job_counts.
@@ -416,7 +384,7 @@ impl ImportSession {
     }
 
     /// The import's counts so far, written with the next commit.
-    pub fn note(&mut self, import_id: i64, s: &crate::ingest::Summary) {
+    pub fn note(&mut self, import_id: i64, s: &Summary) {
         if !self.dry_run {
             self.progress = Some((import_id, s.clone()));
         }
@@ -444,7 +412,7 @@ impl ImportSession {
 
     /// Records the import's counts and commits (a dry run leaves nothing behind: its temporary
     /// table goes with its connection).
-    pub async fn finish(mut self, import_id: i64, s: &crate::ingest::Summary) -> Result<(), StoreError> {
+    pub async fn finish(mut self, import_id: i64, s: &Summary) -> Result<(), StoreError> {
         if self.dry_run {
             return Ok(());
         }
@@ -462,7 +430,7 @@ impl ImportSession {
 
     /// Keeps what was inserted and records the import as failed, with its counts and `why`
     /// (the file failed part-way, or at its header): its content is not tried again.
-    pub async fn fail(mut self, import_id: i64, s: &crate::ingest::Summary, why: &str) -> Result<(), StoreError> {
+    pub async fn fail(mut self, import_id: i64, s: &Summary, why: &str) -> Result<(), StoreError> {
         if self.dry_run {
             return Ok(());
         }
@@ -477,7 +445,7 @@ impl ImportSession {
 }
 
 /// An import's counts on its row.
-async fn write_counts(conn: &mut SqliteConnection, id: i64, s: &crate::ingest::Summary) -> Result<(), StoreError> {
+async fn write_counts(conn: &mut SqliteConnection, id: i64, s: &Summary) -> Result<(), StoreError> {
     sqlx::query("update imports set rows_read = ?2, added = ?3, duplicates = ?4, rejected = ?5 where id = ?1")
         .bind(id)
         .bind(s.rows_read as i64)

@@ -6,7 +6,8 @@ use futures_util::TryStreamExt;
 use sqlx::pool::PoolConnection;
 use sqlx::{Executor, QueryBuilder, Row, Sqlite};
 
-use super::{Store, StoreError, TargetKind, now_ms};
+use super::{Store, StoreError, now_ms};
+use crate::model::TargetKind;
 
 /// A job claimed for one request: the attempt row exists and counts against both budgets.
 #[derive(Debug, Clone)]
@@ -686,7 +687,7 @@ mod tests {
             .map(|i| NewJob { account_id: id, kind: TargetKind::ScreenName, target: format!("t{i}"), notify: false })
             .collect();
         session.insert_jobs(import, &jobs).await.unwrap();
-        let summary = crate::ingest::Summary {
+        let summary = crate::model::Summary {
             source: "t.csv".into(),
             rows_read: n as u64,
             added: n as u64,

@@ -5,8 +5,9 @@ mod imports;
 mod jobs;
 mod ledger;
 
+pub use crate::model::{NewJob, TargetKind};
 pub use imports::ImportRow;
-pub use jobs::{COMMIT_EVERY, CountRow, ExportRow, INSERT_BATCH, ImportSession, NewJob, TargetKind};
+pub use jobs::{COMMIT_EVERY, CountRow, ExportRow, INSERT_BATCH, ImportSession};
 pub use ledger::{
     AttemptRow, Claim, ClaimAsk, ClaimResult, Record, RecordAccount, RecordJob, Recovered, WindowView, Writer,
 };
@@ -15,7 +16,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -63,10 +64,7 @@ impl StoreError {
     }
 }
 
-/// Milliseconds since the Unix epoch, UTC: the one time unit in the database.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use crate::time::now_ms;
 
 /// An account as the store knows it.
 #[derive(Debug, Clone, sqlx::FromRow)]

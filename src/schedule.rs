@@ -38,6 +38,16 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The configured limits, with the window as enforced (X's plus the margin).
+    pub fn of(limits: &crate::config::Limits) -> Limits {
+        Limits {
+            per_user: limits.per_user,
+            per_app: limits.per_app,
+            window_ms: limits.effective_window_ms(),
+            pace: limits.pace,
+        }
+    }
+
     /// Spread spacing between one account's requests, ms.
     pub fn user_spacing(&self, pace_factor: f64) -> i64 {
         ((self.window_ms as f64 / self.per_user as f64) * pace_factor).ceil() as i64
@@ -114,6 +124,45 @@ impl Scheduler {
             known_max_id: 0,
             rng: StdRng::seed_from_u64(seed),
         }
+    }
+
+    /// The scheduler as the ledger leaves it: every account (stopped when the ledger says so, or
+    /// when `configured` does not know its name), their sends inside the window and last sends,
+    /// and their queued jobs, taken as ready at `now` (a claim that finds every job in backoff
+    /// asks for the next ready time then: reading `not_before` for a million jobs here would
+    /// cost seconds).
+    pub fn from_ledger(
+        limits: Limits,
+        ledger: &crate::store::LedgerSnapshot,
+        configured: impl Fn(&str) -> bool,
+        now: i64,
+        seed: u64,
+    ) -> Scheduler {
+        let mut s = Scheduler::new(limits, seed);
+        s.known_max_id = ledger.max_attempt_id;
+        for a in &ledger.accounts {
+            let stopped = if !a.stopped_reason.is_empty() {
+                Some(a.stopped_reason.clone())
+            } else if !configured(&a.name) {
+                Some("not in the config: add it to [[accounts]]".to_string())
+            } else {
+                None
+            };
+            s.add_account(a.id, &a.name, a.paused_until, &a.pause_reason, stopped, a.pace_factor);
+        }
+        for &(account, at) in &ledger.last_sends {
+            s.load_last_send(account, at);
+        }
+        for &(account, at) in &ledger.sends {
+            s.load_send(account, at);
+        }
+        for &(account, queued) in &ledger.queued {
+            if let Some(i) = s.index_of(account) {
+                s.accounts[i].queued = queued;
+                s.accounts[i].ready_at = Some(now);
+            }
+        }
+        s
     }
 
     /// Adds an account; returns its index.

@@ -32,44 +32,11 @@ const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// A cooldown after code 226 ("looks automated"), as a share of the window (1 h of 24 h).
 const COOLDOWN_SHARE: f64 = 1.0 / 24.0;
 
-/// Builds the scheduler from the ledger: accounts, their pauses and stops, the sends inside the
-/// current window, each account's last send, and the queued work.
+/// Builds the scheduler from the ledger (see [`Scheduler::from_ledger`]).
 pub async fn load_scheduler(store: &Store, settings: &Settings, now: i64, seed: u64) -> anyhow::Result<Scheduler> {
-    let limits = Limits {
-        per_user: settings.limits.per_user,
-        per_app: settings.limits.per_app,
-        window_ms: settings.limits.effective_window_ms(),
-        pace: settings.limits.pace,
-    };
-    let mut s = Scheduler::new(limits, seed);
-    // The watermark first: sends another process adds after it make the next claim count the
-    // ledger itself, never trust a mirror that missed them.
-    s.known_max_id = store.max_attempt_id().await?;
-    for a in store.accounts().await? {
-        let stopped = if !a.stopped_reason.is_empty() {
-            Some(a.stopped_reason.clone())
-        } else if settings.account(&a.name).is_none() {
-            Some("not in the config: add it to [[accounts]]".to_string())
-        } else {
-            None
-        };
-        s.add_account(a.id, &a.name, a.paused_until, &a.pause_reason, stopped, a.pace_factor);
-    }
-    for (account, at) in store.last_sends().await? {
-        s.load_last_send(account, at);
-    }
-    for (account, at) in store.sends_since(now - limits.window_ms).await? {
-        s.load_send(account, at);
-    }
-    // Queued work is taken as ready now; a claim that finds every job in backoff asks for the
-    // next ready time then (reading not_before for a million jobs here would cost seconds).
-    for (account, queued) in store.queued_counts().await? {
-        if let Some(i) = s.index_of(account) {
-            s.accounts[i].queued = queued;
-            s.accounts[i].ready_at = Some(now);
-        }
-    }
-    Ok(s)
+    let limits = Limits::of(&settings.limits);
+    let snapshot = store.ledger_snapshot(now - limits.window_ms).await?;
+    Ok(Scheduler::from_ledger(limits, &snapshot, |name| settings.account(name).is_some(), now, seed))
 }
 
 /// The run lock: an exclusive `flock` on the database file itself, so that it is keyed on the

@@ -8,10 +8,9 @@ use serde::Serialize;
 
 use super::{Context, EXIT_OK, human_ms, local_time};
 use crate::api::classify::Outcome;
-use crate::schedule::Scheduler;
+use crate::schedule::{Limits, Scheduler};
 use crate::store::{ImportRow, now_ms};
 use crate::text::printable;
-use crate::worker;
 
 /// Counts by state and outcome. Every state and every outcome is always a key (0 when none):
 /// README documents them as stable.
@@ -107,7 +106,9 @@ pub struct Args {
 pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
     let store = ctx.read_store().await?;
     let now = now_ms();
-    let mut sched = worker::load_scheduler(&store, &ctx.settings, now, 0).await?;
+    let limits = Limits::of(&ctx.settings.limits);
+    let snapshot = store.ledger_snapshot(now - limits.window_ms).await?;
+    let mut sched = Scheduler::from_ledger(limits, &snapshot, |n| ctx.settings.account(n).is_some(), now, 0);
     let counts = store.job_counts().await?;
     let imports = store.recent_imports(10).await?;
     store.close().await;

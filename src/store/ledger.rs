@@ -212,6 +212,20 @@ pub struct AttemptRow {
     pub message: String,
 }
 
+/// The ledger as the scheduler starts from it ([`Store::ledger_snapshot`]).
+#[derive(Debug, Clone, Default)]
+pub struct LedgerSnapshot {
+    /// The newest attempt id when the snapshot was taken.
+    pub max_attempt_id: i64,
+    pub accounts: Vec<super::AccountRow>,
+    /// (account id, its most recent send), whatever its age.
+    pub last_sends: Vec<(i64, i64)>,
+    /// (account id, sent at) of every attempt inside the window, oldest first.
+    pub sends: Vec<(i64, i64)>,
+    /// (account id, queued jobs).
+    pub queued: Vec<(i64, i64)>,
+}
+
 /// What start-up recovery found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Recovered {
@@ -339,6 +353,20 @@ impl Store {
             .bind(since)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// What the scheduler starts from: the newest attempt id first (sends another process adds
+    /// after it make the next claim count the ledger itself, never trust a mirror that missed
+    /// them), then the accounts, each one's last send, the sends after `since`, and the queued
+    /// jobs per account.
+    pub async fn ledger_snapshot(&self, since: i64) -> Result<LedgerSnapshot, StoreError> {
+        Ok(LedgerSnapshot {
+            max_attempt_id: self.max_attempt_id().await?,
+            accounts: self.accounts().await?,
+            last_sends: self.last_sends().await?,
+            sends: self.sends_since(since).await?,
+            queued: self.queued_counts().await?,
+        })
     }
 
     /// Each account's most recent send, whatever its age (spread pacing spaces from it).

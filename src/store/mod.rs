@@ -9,7 +9,8 @@ pub use crate::model::{NewJob, TargetKind};
 pub use imports::ImportRow;
 pub use jobs::{COMMIT_EVERY, CountRow, ExportRow, INSERT_BATCH, ImportSession};
 pub use ledger::{
-    AttemptRow, Claim, ClaimAsk, ClaimResult, Record, RecordAccount, RecordJob, Recovered, WindowView, Writer,
+    AttemptRow, Claim, ClaimAsk, ClaimResult, LedgerSnapshot, Record, RecordAccount, RecordJob, Recovered, WindowView,
+    Writer,
 };
 
 use std::collections::HashMap;

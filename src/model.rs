@@ -1,5 +1,5 @@
 //! The domain's types, below every layer that uses them: how a target is named, a job to queue,
-//! and what an import did. The store speaks them; so do the readers and the X client.
+//! what an import did, and how a finished job ended. The store speaks them; so do the readers and the X client.
 
 /// How a target is named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -43,4 +43,45 @@ pub struct Summary {
     /// Valid rows whose target was already queued for that account (or repeated in the file).
     pub duplicates: u64,
     pub rejected: u64,
+}
+
+/// A finished job's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Followed,
+    Requested,
+    AlreadyFollowing,
+    Blocked,
+    Suspended,
+    NotFound,
+    Refused,
+    Failed,
+}
+
+impl Outcome {
+    /// The name stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Followed => "followed",
+            Outcome::Requested => "requested",
+            Outcome::AlreadyFollowing => "already_following",
+            Outcome::Blocked => "blocked",
+            Outcome::Suspended => "suspended",
+            Outcome::NotFound => "not_found",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// Every outcome, for validating `--outcome` lists.
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Followed,
+        Outcome::Requested,
+        Outcome::AlreadyFollowing,
+        Outcome::Blocked,
+        Outcome::Suspended,
+        Outcome::NotFound,
+        Outcome::Refused,
+        Outcome::Failed,
+    ];
 }

@@ -758,8 +758,8 @@ fn absorb(
     let a = &mut sched.accounts[i];
     match &done.record.job {
         RecordJob::Done(o) => {
-            *outcomes.entry(a.id).or_default().entry(o).or_default() += 1;
-            debug!(account = %a.name, job_id = done.record.job_id, outcome = o, status = done.record.http_status, "job finished");
+            *outcomes.entry(a.id).or_default().entry(o.as_str()).or_default() += 1;
+            debug!(account = %a.name, job_id = done.record.job_id, outcome = o.as_str(), status = done.record.http_status, "job finished");
         }
         RecordJob::Requeue { not_before, failure } => {
             a.queued += 1;
@@ -772,7 +772,7 @@ fn absorb(
             }
         }
     }
-    if done.record.job == RecordJob::Done("failed") {
+    if done.record.job == RecordJob::Done(Outcome::Failed) {
         warn!(account = %a.name, job_id = done.record.job_id, error = %printable(&done.record.message), "job failed: no more retries (`followq retry` queues it again)");
     }
     match &done.record.account {
@@ -863,11 +863,11 @@ impl TaskCtx {
         };
         rec.result = verdict.result();
         match &verdict {
-            Verdict::Done(o) => rec.job = RecordJob::Done(o.as_str()),
+            Verdict::Done(o) => rec.job = RecordJob::Done(*o),
             Verdict::Transient(_) | Verdict::ClockSkew => {
                 let failures = claim.failures + 1;
                 if failures >= self.retry.max_attempts as i64 {
-                    rec.job = RecordJob::Done(Outcome::Failed.as_str());
+                    rec.job = RecordJob::Done(Outcome::Failed);
                 } else {
                     let not_before = if verdict == Verdict::ClockSkew { 0 } else { now + self.backoff(claim.failures) };
                     rec.job = RecordJob::Requeue { not_before, failure: true };

@@ -4,46 +4,7 @@
 
 use serde_json::Value;
 
-/// A finished job's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Followed,
-    Requested,
-    AlreadyFollowing,
-    Blocked,
-    Suspended,
-    NotFound,
-    Refused,
-    Failed,
-}
-
-impl Outcome {
-    /// The name stored in the database and shown to users.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Followed => "followed",
-            Outcome::Requested => "requested",
-            Outcome::AlreadyFollowing => "already_following",
-            Outcome::Blocked => "blocked",
-            Outcome::Suspended => "suspended",
-            Outcome::NotFound => "not_found",
-            Outcome::Refused => "refused",
-            Outcome::Failed => "failed",
-        }
-    }
-
-    /// Every outcome, for validating `--outcome` lists.
-    pub const ALL: [Outcome; 8] = [
-        Outcome::Followed,
-        Outcome::Requested,
-        Outcome::AlreadyFollowing,
-        Outcome::Blocked,
-        Outcome::Suspended,
-        Outcome::NotFound,
-        Outcome::Refused,
-        Outcome::Failed,
-    ];
-}
+pub use crate::model::Outcome;
 
 /// What to do about an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

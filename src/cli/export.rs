@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{Context, EXIT_OK, UsageError};
-use crate::api::classify::Outcome;
+use super::{Context, EXIT_OK};
 use crate::store::{ExportRow, Store};
 
 /// Write one row per job.
@@ -17,8 +16,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "csv")]
     pub format: Format,
     /// Only jobs with these outcomes (comma-separated; "queued" and "in_flight" select unfinished jobs)
-    #[arg(long, value_delimiter = ',')]
-    pub outcome: Vec<String>,
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub outcome: Vec<Selected>,
     /// Write to this file instead of stdout
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -78,27 +77,55 @@ pub fn neutralise(v: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Checks an --outcome list against the known outcomes and states.
-pub fn check_outcomes(list: &[String]) -> Result<(), UsageError> {
-    for o in list {
-        let known = Outcome::ALL.iter().any(|k| k.as_str() == o) || o == "queued" || o == "in_flight";
-        if !known {
-            let names: Vec<&str> = Outcome::ALL.iter().map(|k| k.as_str()).collect();
-            return Err(UsageError(format!("--outcome '{o}': not one of {}, queued, in_flight", names.join(", "))));
+/// What an `--outcome` list names: an outcome, or the state of an unfinished job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum Selected {
+    Followed,
+    Requested,
+    AlreadyFollowing,
+    Blocked,
+    Suspended,
+    NotFound,
+    Refused,
+    Failed,
+    Queued,
+    InFlight,
+}
+
+impl Selected {
+    /// The outcome or state as the database stores it.
+    pub fn as_str(self) -> &'static str {
+        use crate::model::Outcome as O;
+        match self {
+            Selected::Followed => O::Followed.as_str(),
+            Selected::Requested => O::Requested.as_str(),
+            Selected::AlreadyFollowing => O::AlreadyFollowing.as_str(),
+            Selected::Blocked => O::Blocked.as_str(),
+            Selected::Suspended => O::Suspended.as_str(),
+            Selected::NotFound => O::NotFound.as_str(),
+            Selected::Refused => O::Refused.as_str(),
+            Selected::Failed => O::Failed.as_str(),
+            Selected::Queued => "queued",
+            Selected::InFlight => "in_flight",
         }
     }
-    Ok(())
+}
+
+/// An `--outcome` list as the store takes it.
+pub fn names(list: &[Selected]) -> Vec<String> {
+    list.iter().map(|s| s.as_str().to_string()).collect()
 }
 
 /// Runs `export`.
 pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    check_outcomes(&args.outcome)?;
     let store = ctx.read_store().await?;
     let out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
         None => Box::new(std::io::stdout().lock()),
     };
-    let result = write(&store, &args.outcome, std::io::BufWriter::with_capacity(1 << 16, out), args.format).await;
+    let result =
+        write(&store, &names(&args.outcome), std::io::BufWriter::with_capacity(1 << 16, out), args.format).await;
     store.close().await;
     // A reader that went away (`| head`) ends it quietly: `dispatch` says nothing of a closed pipe.
     result.map(|()| EXIT_OK)

@@ -1,13 +1,14 @@
 //! `followq retry`: put finished jobs with given outcomes back in the queue.
 
-use super::{Context, EXIT_OK, UsageError, export::check_outcomes};
+use super::export::{Selected, names};
+use super::{Context, EXIT_OK, UsageError};
 
 /// Re-queue jobs that ended in these outcomes.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Outcomes to re-queue (comma-separated)
-    #[arg(long, value_delimiter = ',', default_value = "failed,refused")]
-    pub outcome: Vec<String>,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "failed,refused")]
+    pub outcome: Vec<Selected>,
     /// Only this account's jobs
     #[arg(long)]
     pub account: Option<String>,
@@ -15,7 +16,6 @@ pub struct Args {
 
 /// Runs `retry`.
 pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    check_outcomes(&args.outcome)?;
     let store = ctx.existing_store().await?;
     // Any account the database knows, configured or not (its jobs can wait for it), by name
     // in any case.
@@ -29,8 +29,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         }
         None => None,
     };
-    let n = store.requeue(&args.outcome, account).await?;
+    let outcomes = names(&args.outcome);
+    let n = store.requeue(&outcomes, account).await?;
     store.close().await;
-    crate::outln!("re-queued {n} jobs ({})", args.outcome.join(", "));
+    crate::outln!("re-queued {n} jobs ({})", outcomes.join(", "));
     Ok(EXIT_OK)
 }

@@ -7,7 +7,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Executor, QueryBuilder, Row, Sqlite};
 
 use super::{Store, StoreError, now_ms};
-use crate::model::TargetKind;
+use crate::model::{Outcome, TargetKind};
 
 /// A job claimed for one request: the attempt row exists and counts against both budgets.
 #[derive(Debug, Clone)]
@@ -128,7 +128,7 @@ pub struct WindowView {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordJob {
     /// Finished with this outcome.
-    Done(&'static str),
+    Done(Outcome),
     /// Back to the queue, not before this time; `failure` counts a transient failure.
     Requeue { not_before: i64, failure: bool },
 }
@@ -137,7 +137,7 @@ impl RecordJob {
     /// The job's new `state`, `outcome` and `not_before`, and whether it counts a failure.
     fn columns(&self) -> (&'static str, Option<&'static str>, i64, bool) {
         match *self {
-            RecordJob::Done(o) => ("done", Some(o), 0, o == "failed"),
+            RecordJob::Done(o) => ("done", Some(o.as_str()), 0, o == Outcome::Failed),
             RecordJob::Requeue { not_before, failure } => ("queued", None, not_before, failure),
         }
     }
@@ -727,7 +727,12 @@ mod tests {
     }
 
     fn answer(c: &Claim) -> Record {
-        Record { result: "followed", http_status: Some(200), job: RecordJob::Done("followed"), ..Record::for_claim(c) }
+        Record {
+            result: "followed",
+            http_status: Some(200),
+            job: RecordJob::Done(Outcome::Followed),
+            ..Record::for_claim(c)
+        }
     }
 
     fn claims(r: Option<ClaimResult>) -> Vec<Claim> {

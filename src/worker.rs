@@ -16,7 +16,6 @@ use tracing::{debug, info, warn};
 use crate::api::classify::{self, Outcome, Verdict};
 use crate::api::{self, Client};
 use crate::config::{Account, Settings};
-use crate::ingest::{self, Accounts, Input};
 use crate::schedule::{Decision, Limits, Scheduler};
 use crate::store::{Claim, ClaimAsk, ClaimResult, Record, RecordAccount, RecordJob, Store, WindowView, Writer, now_ms};
 use crate::text::printable;
@@ -25,9 +24,6 @@ use crate::time::{human_ms, local_time};
 /// How long the dispatcher sleeps at most before it looks at the clock again: deadlines are
 /// re-checked after every wake, so a laptop that slept through the night resumes correctly.
 const MAX_NAP: Duration = Duration::from_secs(1);
-
-/// How often `--watch` looks at the inbox.
-const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// A cooldown after code 226 ("looks automated"), as a share of the window (1 h of 24 h).
 const COOLDOWN_SHARE: f64 = 1.0 / 24.0;
@@ -120,7 +116,9 @@ impl Observer for Silent {
 pub struct Options {
     /// Stop sending at this time (ms since the epoch).
     pub deadline: Option<i64>,
-    /// Pick up files dropped into the inbox while running.
+    /// Keep running when the queue is empty: new work comes through the database (the inbox
+    /// watcher of `run --watch`, or another terminal), and every job is taken in within a
+    /// [`QUEUE_REFRESH`].
     pub watch: bool,
     /// Seeds the pacing jitter (tests replay a run).
     pub seed: u64,
@@ -439,9 +437,7 @@ impl Dispatcher<'_> {
         opts: &Options,
         observer: &mut dyn Observer,
     ) -> anyhow::Result<Ending> {
-        let mut next_watch = tokio::time::Instant::now();
         let mut next_refresh = tokio::time::Instant::now() + QUEUE_REFRESH;
-        let mut inbox = ingest::inbox::Watch::default();
         loop {
             while let Ok(done) = self.answers.try_recv() {
                 self.pending.push(done);
@@ -466,13 +462,6 @@ impl Dispatcher<'_> {
             observer.update(&view, false);
             if shutdown.is_cancelled() || opts.deadline.is_some_and(|d| now >= d) {
                 return Ok(Ending::Stopped);
-            }
-            if opts.watch && tokio::time::Instant::now() >= next_watch {
-                next_watch = tokio::time::Instant::now() + WATCH_EVERY;
-                if watch_inbox(self.store, self.settings, &mut inbox).await? {
-                    refresh_queue(self.store, &mut self.sched, now).await?;
-                    continue;
-                }
             }
             if tokio::time::Instant::now() >= next_refresh {
                 next_refresh = tokio::time::Instant::now() + QUEUE_REFRESH;
@@ -918,39 +907,9 @@ impl TaskCtx {
     }
 }
 
-/// Imports new inbox files during `run --watch`; true when any job was added. A file that
-/// cannot be read or imported is reported once and skipped: the run goes on.
-async fn watch_inbox(store: &Store, settings: &Settings, inbox: &mut ingest::inbox::Watch) -> anyhow::Result<bool> {
-    let report = |path: &Path, why: &str| warn!(file = %path.display(), error = %why, "inbox file skipped");
-    let pending = inbox.ready(store, &settings.inbox, report).await?;
-    if pending.is_empty() {
-        return Ok(false);
-    }
-    let names: Vec<&str> = settings.accounts.iter().map(|a| a.name.as_str()).collect();
-    let ids = store.sync_accounts(&names).await?;
-    let accounts = Accounts::new(ids, None)?;
-    let mut added = 0;
-    for (path, hash) in pending {
-        let mut on_reject =
-            |r: &ingest::Reject| warn!(file = %r.file, line = r.line, reason = %r.reason, "row rejected");
-        let opts =
-            ingest::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: hash };
-        match ingest::import(store, &Input::File(path.clone()), opts).await {
-            Ok(s) => {
-                info!(file = %path.display(), added = s.added, duplicates = s.duplicates, rejected = s.rejected, "inbox file imported");
-                added += s.added;
-            }
-            Err(e) => {
-                warn!(file = %path.display(), error = %e, "inbox file not imported (recorded as failed; not tried again)")
-            }
-        }
-    }
-    Ok(added > 0)
-}
-
 /// How often a run looks at the queue's counts for work it did not put there (an import or a
 /// `followq retry` from another terminal, the inbox).
-const QUEUE_REFRESH: Duration = Duration::from_secs(2);
+pub const QUEUE_REFRESH: Duration = Duration::from_secs(2);
 
 /// Takes each account's queued count from the database, which counts every job whoever queued
 /// it; an account with more than the scheduler knew may send from `now`. True when any account

@@ -114,7 +114,17 @@ pub async fn work(
     let mut bars = Bars::new(&names, totals, !args.no_progress);
     let opts = worker::Options { deadline, watch: args.watch, seed: args.seed.unwrap_or_else(rand::random) };
     let started = now_ms();
+    // `--watch`: the inbox watcher imports beside the run; the run takes its jobs in from the
+    // database. It stops with the run.
+    let watcher_stop = shutdown.child_token();
+    let watcher = args
+        .watch
+        .then(|| tokio::spawn(crate::ingest::inbox::watch(store.clone(), settings.clone(), watcher_stop.clone())));
     let ending = worker::run(store, settings, client, shutdown, opts, &mut bars).await;
+    watcher_stop.cancel();
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
     bars.finish();
     let ending = ending?;
     let counts = store.job_counts().await?;

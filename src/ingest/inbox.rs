@@ -13,8 +13,58 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::{IngestError, hash_file};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{Accounts, IngestError, Input, hash_file};
+use crate::config::Settings;
 use crate::store::Store;
+use crate::text::printable;
+
+/// How often `run --watch` looks at the inbox.
+pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// `run --watch`'s inbox watcher: every [`WATCH_EVERY`] until `shutdown`, imports the files that
+/// have settled. The run takes the new jobs in from the database, as it does any others. A file
+/// that cannot be read or imported is reported once and skipped; the watcher goes on.
+pub async fn watch(store: Store, settings: Settings, shutdown: CancellationToken) {
+    let mut inbox = Watch::default();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+        }
+        if let Err(e) = import_ready(&store, &settings, &mut inbox).await {
+            warn!(inbox = %settings.inbox.display(), error = %e, "could not look at the inbox (trying again)");
+        }
+    }
+}
+
+/// One look: imports every file that is ready.
+async fn import_ready(store: &Store, settings: &Settings, inbox: &mut Watch) -> Result<(), IngestError> {
+    let report = |path: &Path, why: &str| warn!(file = %path.display(), error = %why, "inbox file skipped");
+    let pending = inbox.ready(store, &settings.inbox, report).await?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = settings.accounts.iter().map(|a| a.name.as_str()).collect();
+    let accounts = Accounts::new(store.sync_accounts(&names).await?, None)?;
+    for (path, hash) in pending {
+        let mut on_reject =
+            |r: &super::Reject| warn!(file = %r.file, line = r.line, reason = %printable(&r.reason), "row rejected");
+        let opts =
+            super::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: hash };
+        match super::import(store, &Input::File(path.clone()), opts).await {
+            Ok(s) => {
+                info!(file = %path.display(), added = s.added, duplicates = s.duplicates, rejected = s.rejected, "inbox file imported")
+            }
+            Err(e) => {
+                warn!(file = %path.display(), error = %e, "inbox file not imported (recorded as failed; not tried again)")
+            }
+        }
+    }
+    Ok(())
+}
 
 /// How long a file must be unchanged before the inbox takes it.
 pub const STABLE_FOR: Duration = Duration::from_secs(2);

@@ -99,7 +99,7 @@ impl Observer for Bars {
         let mut all_total = 0;
         let mut summary: HashMap<String, i64> = HashMap::new();
         let app_ready = sched.app_ready_at();
-        for (i, a) in sched.accounts.iter().enumerate() {
+        for (i, a) in sched.accounts().iter().enumerate() {
             let Some(start) = self.start.get(&a.id) else { continue };
             let run = view.outcomes.get(&a.id);
             let mut outcomes = start.outcomes.clone();
@@ -149,7 +149,7 @@ fn outcome_list(outcomes: &HashMap<String, i64>) -> String {
 /// that a narrow terminal cuts the outcomes, not the state.
 fn account_message(view: &View<'_>, i: usize, app_ready: i64, outcomes: &HashMap<String, i64>) -> String {
     let (sched, now) = (view.sched, view.now);
-    let a = &sched.accounts[i];
+    let a = &sched.accounts()[i];
     let used = sched.used(i, now);
     let state = if let Some(why) = &a.stopped {
         format!("STOPPED: {why}")
@@ -185,9 +185,8 @@ mod tests {
     fn after_a_resume_the_bars_count_what_status_counts() {
         let limits = Limits { per_user: 400, per_app: 1000, window_ms: 86_400_000, pace: Pace::Spread };
         let mut sched = Scheduler::new(limits, 1);
-        let i = sched.add_account(7, "alice", 0, "", None, 1.0);
-        sched.accounts[i].queued = 5;
-        sched.accounts[i].ready_at = Some(0);
+        sched.add_account(7, "alice", 0, "", None, 1.0);
+        sched.queued_changed(7, 5, 0);
         let outcomes_at_start = HashMap::from([("followed".to_string(), 3), ("blocked".to_string(), 1)]);
         let start = Totals::from([(7, Start { total: 10, done: 4, outcomes: outcomes_at_start })]);
         let mut bars = Bars::new(&[(7, "alice".to_string())], start, false);

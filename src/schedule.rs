@@ -85,8 +85,8 @@ pub struct Account {
 /// What to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Send for the account at this index now.
-    Send(usize),
+    /// Send for the account with this id now.
+    Send(i64),
     /// Nothing may go before this time.
     Wait(i64),
     /// No account has queued work.
@@ -99,7 +99,9 @@ pub enum Decision {
 #[derive(Debug)]
 pub struct Scheduler {
     pub limits: Limits,
-    pub accounts: Vec<Account>,
+    /// Changed only through the event methods ([`Scheduler::claimed`] and the others), by
+    /// account id: an index held across a reload could name another account.
+    accounts: Vec<Account>,
     app_sends: VecDeque<i64>,
     app_last: Option<i64>,
     app_gap: i64,
@@ -192,6 +194,84 @@ impl Scheduler {
         self.accounts.len() - 1
     }
 
+    /// Every account, in the order they were added (for display).
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    /// The account with this id.
+    pub fn account(&self, id: i64) -> Option<&Account> {
+        self.index_of(id).map(|i| &self.accounts[i])
+    }
+
+    /// Event: `attempts` (their ids) were claimed for account `id` at `at`. The account's last
+    /// queued job out leaves it with no work until an answer or new rows queue one again.
+    pub fn claimed(&mut self, id: i64, attempts: &[i64], at: i64) {
+        let Some(i) = self.index_of(id) else { return };
+        for &attempt in attempts {
+            self.record_send(i, at);
+            self.known_max_id = self.known_max_id.max(attempt);
+        }
+        let a = &mut self.accounts[i];
+        a.queued -= attempts.len() as i64;
+        if a.queued <= 0 {
+            a.queued = 0;
+            a.ready_at = None;
+        }
+    }
+
+    /// Event: a claim for account `id` found no job ready; the next may be ready at `next`.
+    pub fn nothing_ready(&mut self, id: i64, next: Option<i64>) {
+        let Some(i) = self.index_of(id) else { return };
+        let a = &mut self.accounts[i];
+        a.ready_at = next;
+        if next.is_none() {
+            a.queued = 0;
+        }
+    }
+
+    /// Event: an answer put a job of account `id` back in the queue, not before `not_before`.
+    pub fn requeued(&mut self, id: i64, not_before: i64) {
+        let Some(i) = self.index_of(id) else { return };
+        let a = &mut self.accounts[i];
+        a.queued += 1;
+        a.ready_at = Some(a.ready_at.map_or(not_before, |r| r.min(not_before)));
+    }
+
+    /// Event: account `id` may send nothing before `until`; `pace_factor`, when given,
+    /// replaces its pace.
+    pub fn paused(&mut self, id: i64, until: i64, reason: &str, pace_factor: Option<f64>) {
+        let Some(i) = self.index_of(id) else { return };
+        let a = &mut self.accounts[i];
+        a.paused_until = a.paused_until.max(until);
+        a.pause_reason = reason.to_string();
+        if let Some(f) = pace_factor {
+            a.pace_factor = f;
+        }
+    }
+
+    /// Event: account `id` cannot go on (`reason` says why and what to do).
+    pub fn stopped(&mut self, id: i64, reason: &str) {
+        if let Some(i) = self.index_of(id) {
+            self.accounts[i].stopped = Some(reason.to_string());
+        }
+    }
+
+    /// Event: the database counts `queued` jobs for account `id` (whoever queued them). More
+    /// than known may go from `now`; true then.
+    pub fn queued_changed(&mut self, id: i64, queued: i64, now: i64) -> bool {
+        let Some(i) = self.index_of(id) else { return false };
+        let a = &mut self.accounts[i];
+        let gained = queued > a.queued;
+        if gained {
+            a.ready_at = Some(a.ready_at.map_or(now, |r| r.min(now)));
+        } else if queued == 0 {
+            a.ready_at = None;
+        }
+        a.queued = queued;
+        gained
+    }
+
     /// The index of an account by id.
     pub fn index_of(&self, id: i64) -> Option<usize> {
         self.accounts.iter().position(|a| a.id == id)
@@ -218,7 +298,7 @@ impl Scheduler {
     }
 
     /// A request was claimed for account `i` at `at`.
-    pub fn record_send(&mut self, i: usize, at: i64) {
+    fn record_send(&mut self, i: usize, at: i64) {
         let jitter_user = self.jitter();
         let jitter_app = self.jitter();
         let limits = self.limits;
@@ -338,7 +418,7 @@ impl Scheduler {
             .min_by_key(|&&(i, _)| (self.accounts[i].served, self.accounts[i].last_sent.unwrap_or(i64::MIN), i))
             .map(|&(i, _)| i);
         match pick {
-            Some(i) => Decision::Send(i),
+            Some(i) => Decision::Send(self.accounts[i].id),
             None => Decision::Wait(earliest),
         }
     }
@@ -440,7 +520,8 @@ mod tests {
         let mut now = 0;
         while now < until {
             match s.decide(now) {
-                Decision::Send(i) => {
+                Decision::Send(id) => {
+                    let i = s.index_of(id).unwrap();
                     s.record_send(i, now);
                     out[i].push(now);
                 }
@@ -531,7 +612,7 @@ mod tests {
         assert_eq!(s.decide(0), Decision::Blocked);
         s.accounts[a].ready_at = Some(0);
         assert_eq!(s.decide(0), Decision::Wait(50_000));
-        assert_eq!(s.decide(50_000), Decision::Send(a));
+        assert_eq!(s.decide(50_000), Decision::Send(s.accounts[a].id));
     }
 
     #[test]

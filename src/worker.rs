@@ -374,8 +374,11 @@ pub async fn work_off(
     observer: &mut dyn Observer,
 ) -> anyhow::Result<Ending> {
     let sched = load_scheduler(store, settings, now_ms(), opts.seed).await?;
-    let accounts =
-        sched.accounts.iter().filter_map(|a| settings.account(&a.name).map(|c| (a.id, Arc::new(c.clone())))).collect();
+    let accounts = sched
+        .accounts()
+        .iter()
+        .filter_map(|a| settings.account(&a.name).map(|c| (a.id, Arc::new(c.clone()))))
+        .collect();
     let (answers_tx, answers) = mpsc::unbounded_channel();
     let slots = Slots {
         waiting: VecDeque::new(),
@@ -471,8 +474,8 @@ impl Dispatcher<'_> {
             let idle = self.in_flight == 0 && !opts.watch;
             let free = self.free_places();
             let wake = match self.sched.decide(now) {
-                Decision::Send(i) if free >= self.claim_floor() || free > 0 && self.answers_kept_waiting() => {
-                    if let Some(e) = self.dispatch(i, now).await? {
+                Decision::Send(id) if free >= self.claim_floor() || free > 0 && self.answers_kept_waiting() => {
+                    if let Some(e) = self.dispatch(id, now).await? {
                         return Ok(e);
                     }
                     continue;
@@ -629,11 +632,11 @@ impl Dispatcher<'_> {
         ending
     }
 
-    /// Phase 1 for account `i` (as many jobs as it may send now), in one transaction with the
+    /// Phase 1 for account `id` (as many jobs as it may send now), in one transaction with the
     /// answers waiting to be written; then each request on its own task. Returns an ending if one
     /// of the answers stops the run.
-    async fn dispatch(&mut self, i: usize, now: i64) -> anyhow::Result<Option<Ending>> {
-        let id = self.sched.accounts[i].id;
+    async fn dispatch(&mut self, id: i64, now: i64) -> anyhow::Result<Option<Ending>> {
+        let Some(i) = self.sched.index_of(id) else { return Ok(None) };
         let (per_user, per_app) = (self.settings.limits.per_user, self.settings.limits.per_app);
         let view = WindowView {
             start: now - self.sched.limits.window_ms,
@@ -659,7 +662,7 @@ impl Dispatcher<'_> {
             None | Some(ClaimResult::Foreign) => self.store.claim(id, now, view, want).await?,
             Some(r) => r,
         };
-        // By id: absorbing the answers may have reloaded nothing, but keep to one rule.
+        // By id, afresh: the answers absorbed above may have changed the scheduler.
         let Some(i) = self.sched.index_of(id) else { return Ok(ending) };
         let (store, settings, sched) = (self.store, self.settings, &mut self.sched);
         match result {
@@ -670,23 +673,14 @@ impl Dispatcher<'_> {
                     .get(&id)
                     .cloned()
                     .ok_or_else(|| anyhow::anyhow!("account {id} has no credentials"))?;
-                for claim in &claims {
-                    sched.record_send(i, now);
-                    sched.accounts[i].queued -= 1;
-                    sched.known_max_id = sched.known_max_id.max(claim.attempt_id);
-                }
-                // The last queued job is out: the account has no work until an answer (or new
-                // rows) queue one again, so the run does not wait out its pacing gap for nothing.
-                if sched.accounts[i].queued <= 0 {
-                    sched.accounts[i].queued = 0;
-                    sched.accounts[i].ready_at = None;
-                }
+                let attempts: Vec<i64> = claims.iter().map(|c| c.attempt_id).collect();
+                sched.claimed(id, &attempts, now);
                 // The same for every claim of the batch (taken after their sends are mirrored).
                 let ctx = TaskCtx {
                     client: self.client.clone(),
                     retry: settings.retry.clone(),
                     cooldown_ms: (settings.limits.window.as_millis() as f64 * COOLDOWN_SHARE) as i64,
-                    pace_factor: sched.accounts[i].pace_factor,
+                    pace_factor: sched.accounts()[i].pace_factor,
                     window_frees: sched.oldest_send(i).map_or(now, |t| t + sched.limits.window_ms),
                 };
                 self.in_flight += claims.len();
@@ -703,22 +697,14 @@ impl Dispatcher<'_> {
                     reload(self.store, self.settings, now, &mut self.sched).await?;
                 }
             }
-            ClaimResult::NoJob => {
-                sched.accounts[i].ready_at = store.next_ready_at(id).await?;
-                if sched.accounts[i].ready_at.is_none() {
-                    sched.accounts[i].queued = 0;
-                }
-            }
+            ClaimResult::NoJob => sched.nothing_ready(id, store.next_ready_at(id).await?),
             // An answer recorded a pause or stop that this loop has not absorbed yet.
-            ClaimResult::Paused { until, reason } => {
-                sched.accounts[i].paused_until = until;
-                sched.accounts[i].pause_reason = reason;
-            }
-            ClaimResult::Stopped(reason) => sched.accounts[i].stopped = Some(reason),
+            ClaimResult::Paused { until, reason } => sched.paused(id, until, &reason, None),
+            ClaimResult::Stopped(reason) => sched.stopped(id, &reason),
             ClaimResult::UserFull | ClaimResult::AppFull | ClaimResult::Foreign => {
                 // The ledger knows sends this process did not make (another process, or a clock
                 // step): take its view and decide again.
-                warn!(account = %sched.accounts[i].name, "the ledger's window is fuller than expected; reloading it");
+                warn!(account = %sched.accounts()[i].name, "the ledger's window is fuller than expected; reloading it");
                 reload(store, settings, now, sched).await?;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -742,40 +728,34 @@ fn absorb(
     done: Done,
     client: &Client,
 ) -> Option<Ending> {
-    // By id, not by the index at dispatch time: a reload in between may have rebuilt the list.
-    let i = sched.index_of(done.record.account_id)?;
-    let a = &mut sched.accounts[i];
+    let id = done.record.account_id;
+    let name = sched.account(id)?.name.clone();
     match &done.record.job {
         RecordJob::Done(o) => {
-            *outcomes.entry(a.id).or_default().entry(o.as_str()).or_default() += 1;
-            debug!(account = %a.name, job_id = done.record.job_id, outcome = o.as_str(), status = done.record.http_status, "job finished");
+            *outcomes.entry(id).or_default().entry(o.as_str()).or_default() += 1;
+            debug!(account = %name, job_id = done.record.job_id, outcome = o.as_str(), status = done.record.http_status, "job finished");
         }
         RecordJob::Requeue { not_before, failure } => {
-            a.queued += 1;
-            a.ready_at = Some(a.ready_at.map_or(*not_before, |r| r.min(*not_before)));
+            sched.requeued(id, *not_before);
             if *failure {
                 // Once per failure, at the default level: time-outs and 5xx are what a user
                 // watching a stuck run needs to see.
                 let wait = human_ms(*not_before - crate::store::now_ms());
-                info!(account = %a.name, job_id = done.record.job_id, error = %printable(&done.record.message), retry_in = %wait, "request failed; it will be retried");
+                info!(account = %name, job_id = done.record.job_id, error = %printable(&done.record.message), retry_in = %wait, "request failed; it will be retried");
             }
         }
     }
     if done.record.job == RecordJob::Done(Outcome::Failed) {
-        warn!(account = %a.name, job_id = done.record.job_id, error = %printable(&done.record.message), "job failed: no more retries (`followq retry` queues it again)");
+        warn!(account = %name, job_id = done.record.job_id, error = %printable(&done.record.message), "job failed: no more retries (`followq retry` queues it again)");
     }
     match &done.record.account {
         Some(RecordAccount::Pause { until, reason, pace_factor }) => {
-            a.paused_until = a.paused_until.max(*until);
-            a.pause_reason = reason.clone();
-            if let Some(f) = pace_factor {
-                a.pace_factor = *f;
-            }
-            warn!(account = %a.name, until = %local_time(*until), reason = %reason, "account paused");
+            sched.paused(id, *until, reason, *pace_factor);
+            warn!(account = %name, until = %local_time(*until), reason = %reason, "account paused");
         }
         Some(RecordAccount::Stop { reason }) => {
-            a.stopped = Some(reason.clone());
-            warn!(account = %a.name, reason = %reason, "account stopped");
+            sched.stopped(id, reason);
+            warn!(account = %name, reason = %reason, "account stopped");
         }
         None => {}
     }
@@ -917,16 +897,10 @@ pub const QUEUE_REFRESH: Duration = Duration::from_secs(2);
 /// everything this run did: a difference is someone else's.)
 async fn refresh_queue(store: &Store, sched: &mut Scheduler, now: i64) -> anyhow::Result<bool> {
     let counts: HashMap<i64, i64> = store.queued_counts().await?.into_iter().collect();
+    let ids: Vec<i64> = sched.accounts().iter().map(|a| a.id).collect();
     let mut gained = false;
-    for a in &mut sched.accounts {
-        let n = counts.get(&a.id).copied().unwrap_or(0);
-        if n > a.queued {
-            gained = true;
-            a.ready_at = Some(a.ready_at.map_or(now, |r| r.min(now)));
-        } else if n == 0 {
-            a.ready_at = None;
-        }
-        a.queued = n;
+    for id in ids {
+        gained |= sched.queued_changed(id, counts.get(&id).copied().unwrap_or(0), now);
     }
     if gained {
         info!("new jobs in the queue: taking them into this run");

@@ -94,10 +94,10 @@ impl Client {
         self.offset.load(Ordering::Relaxed)
     }
 
-    /// Adopts the server's clock from a `Date` header (after a 401 code 135).
-    pub fn correct_clock(&self, server_epoch_secs: i64) {
-        let local = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        self.offset.store(server_epoch_secs - local, Ordering::Relaxed);
+    /// Adopts the server's clock from a `Date` header (after a 401 code 135) that came back when
+    /// the local clock said `local_ms`.
+    pub fn correct_clock(&self, server_epoch_secs: i64, local_ms: i64) {
+        self.offset.store(server_epoch_secs - local_ms.div_euclid(1000), Ordering::Relaxed);
     }
 
     fn timestamp(&self) -> u64 {

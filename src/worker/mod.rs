@@ -1,10 +1,11 @@
 //! Claim → send → record. The dispatcher asks the scheduler who may go, claims a job in the
 //! ledger (phase 1, committed before the request), sends it on a task, and the task records the
 //! answer (phase 2, guarded by the attempt id). One shutdown path: a cancellation token.
+//!
+//! [`policy`] is what an answer means for the job and the account; [`lock`] keeps a second
+//! run off the database.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs::File;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,65 +14,29 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::api::classify::{self, Outcome, Verdict};
-use crate::api::{self, Client};
+use crate::api::Client;
+use crate::api::classify::{Outcome, Verdict};
 use crate::config::{Account, Settings};
 use crate::schedule::{Decision, Limits, Scheduler};
 use crate::store::{Claim, ClaimAsk, ClaimResult, Record, RecordAccount, RecordJob, Store, WindowView, Writer, now_ms};
 use crate::text::printable;
 use crate::time::{human_ms, local_time};
 
+mod lock;
+mod policy;
+
+pub use lock::{RunLock, lock};
+use policy::{COOLDOWN_SHARE, TaskCtx};
+
 /// How long the dispatcher sleeps at most before it looks at the clock again: deadlines are
 /// re-checked after every wake, so a laptop that slept through the night resumes correctly.
 const MAX_NAP: Duration = Duration::from_secs(1);
-
-/// A cooldown after code 226 ("looks automated"), as a share of the window (1 h of 24 h).
-const COOLDOWN_SHARE: f64 = 1.0 / 24.0;
 
 /// Builds the scheduler from the ledger (see [`Scheduler::from_ledger`]).
 pub async fn load_scheduler(store: &Store, settings: &Settings, now: i64, seed: u64) -> anyhow::Result<Scheduler> {
     let limits = Limits::of(&settings.limits);
     let snapshot = store.ledger_snapshot(now - limits.window_ms).await?;
     Ok(Scheduler::from_ledger(limits, &snapshot, |name| settings.account(name).is_some(), now, seed))
-}
-
-/// The run lock: an exclusive `flock` on the database file itself, so that it is keyed on the
-/// file (its inode), not on a path: a second `followq run` reaching the same database through a
-/// symlink, a hard link or another spelling of its path is refused like one on the same path.
-/// (Its start-up recovery would take the first run's requests in flight for a crash's and send
-/// them again.) SQLite locks with `fcntl`, which does not meet `flock` on Linux or the BSDs.
-///
-/// Take it before the store opens, and drop it after the store is closed: closing any
-/// descriptor of a file drops the `fcntl` locks the process holds on it, SQLite's included, so
-/// this descriptor must not close while the store's connections are open. The lock goes with the
-/// process, however it ends.
-pub struct RunLock {
-    _file: File,
-}
-
-/// Takes the [`RunLock`] on the database at `db_path` (creating the file, mode 0600, if it does
-/// not exist yet: SQLite takes an empty file as a new database).
-pub fn lock(db_path: &Path) -> anyhow::Result<RunLock> {
-    let file = match File::open(db_path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut o = std::fs::OpenOptions::new();
-            o.write(true).create(true).truncate(false);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            o.open(db_path).map_err(|e| anyhow::anyhow!("cannot create the database {}: {e}", db_path.display()))?
-        }
-        Err(e) => return Err(anyhow::anyhow!("cannot open the database {}: {e}", db_path.display())),
-    };
-    match file.try_lock() {
-        Ok(()) => Ok(RunLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
-            "another `followq run` is working on {} (perhaps through another path to the same file): \
-             wait for it, or stop it with Ctrl-C",
-            db_path.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", db_path.display())),
-    }
 }
 
 /// Why the run ended.
@@ -766,124 +731,6 @@ fn absorb(
             None
         }
         _ => None,
-    }
-}
-
-/// What a request task needs.
-#[derive(Clone)]
-struct TaskCtx {
-    client: Client,
-    retry: crate::config::RetrySettings,
-    cooldown_ms: i64,
-    pace_factor: f64,
-    /// When the account's oldest send in the window leaves it (for a 161 pause).
-    window_frees: i64,
-}
-
-impl TaskCtx {
-    /// Sends one request and works out what its answer means; the dispatcher records it.
-    async fn attempt(self, account: Arc<Account>, claim: Claim) -> Done {
-        let result = self.client.follow(&account, claim.kind, &claim.target, claim.notify).await;
-        let (verdict, record) = self.decide(&claim, result);
-        Done { record, verdict, at: std::time::Instant::now() }
-    }
-
-    /// The record for an answer (or a transport failure).
-    fn decide(&self, claim: &Claim, result: Result<api::Response, api::Error>) -> (Verdict, Record) {
-        let now = now_ms();
-        let mut rec = Record::for_claim(claim);
-        let verdict = match result {
-            Err(e) => {
-                rec.message = e.to_string();
-                Verdict::Transient(e.to_string())
-            }
-            Ok(resp) => {
-                let (verdict, err) = classify::classify(resp.status, &resp.body, resp.rl_reset);
-                rec.http_status = Some(resp.status as i64);
-                rec.error_code = err.code;
-                rec.message = err.message;
-                rec.rl_limit = resp.rl_limit;
-                rec.rl_remaining = resp.rl_remaining;
-                rec.rl_reset = resp.rl_reset;
-                // An answer that fits no known shape is kept whole, not guessed at.
-                if !err.recognised && !(200..300).contains(&resp.status) || verdict == Verdict::Done(Outcome::Refused) {
-                    rec.body = resp.body.clone();
-                }
-                if verdict == Verdict::ClockSkew
-                    && let Some(date) = resp.date
-                {
-                    self.client.correct_clock(date);
-                }
-                // Headers win over our own accounting: nothing left means wait for the reset.
-                if resp.rl_remaining == Some(0)
-                    && let Some(reset) = resp.rl_reset
-                {
-                    let until = self.server_to_local_ms(reset);
-                    if until > now {
-                        rec.account = Some(RecordAccount::Pause {
-                            until,
-                            reason: "x-rate-limit-remaining: 0".into(),
-                            pace_factor: None,
-                        });
-                    }
-                }
-                verdict
-            }
-        };
-        rec.result = verdict.result();
-        match &verdict {
-            Verdict::Done(o) => rec.job = RecordJob::Done(*o),
-            Verdict::Transient(_) | Verdict::ClockSkew => {
-                let failures = claim.failures + 1;
-                if failures >= self.retry.max_attempts as i64 {
-                    rec.job = RecordJob::Done(Outcome::Failed);
-                } else {
-                    let not_before = if verdict == Verdict::ClockSkew { 0 } else { now + self.backoff(claim.failures) };
-                    rec.job = RecordJob::Requeue { not_before, failure: true };
-                }
-            }
-            Verdict::RateLimited { reset } => {
-                let until = reset
-                    .map(|r| self.server_to_local_ms(r))
-                    .filter(|&t| t > now)
-                    .unwrap_or(now + self.backoff(0).max(60_000.min(self.cooldown_ms)));
-                rec.account =
-                    Some(RecordAccount::Pause { until, reason: "rate limited (429)".into(), pace_factor: None });
-            }
-            Verdict::FollowLimit => {
-                let until = self.window_frees.max(now + self.cooldown_ms);
-                rec.account = Some(RecordAccount::Pause {
-                    until,
-                    reason: "X's follow limit for this account (code 161)".into(),
-                    pace_factor: None,
-                });
-            }
-            Verdict::Automated => {
-                let factor = (self.pace_factor * 2.0).min(16.0);
-                rec.account = Some(RecordAccount::Pause {
-                    until: now + self.cooldown_ms,
-                    reason: format!("X says this looks automated (code 226): cooling down, then {factor}x slower"),
-                    pace_factor: Some(factor),
-                });
-            }
-            Verdict::AccountStopped(why) => rec.account = Some(RecordAccount::Stop { reason: why.clone() }),
-            Verdict::AppStopped(_) => {}
-        }
-        (verdict, rec)
-    }
-
-    /// Exponential backoff with full jitter: base·2^n, capped, then a random share of it.
-    fn backoff(&self, failures: i64) -> i64 {
-        let base = self.retry.base.as_millis() as f64;
-        let cap = self.retry.max.as_millis() as f64;
-        let exp = (base * 2f64.powi(failures.clamp(0, 30) as i32)).min(cap);
-        let jittered = exp * rand::rng().random_range(0.5..=1.0);
-        jittered as i64
-    }
-
-    /// A server epoch-seconds time → local ms, through the learned clock offset.
-    fn server_to_local_ms(&self, server_secs: i64) -> i64 {
-        (server_secs - self.client.clock_offset()) * 1000
     }
 }
 

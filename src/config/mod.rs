@@ -1,5 +1,8 @@
 //! Settings: built-in defaults, then `followq.toml`, then the environment, then flags — validated
 //! once, here, and passed down by reference. This is the only module that reads the environment.
+//!
+//! [`checks`] holds what is refused and what is warned about; [`toml_error`] the errors of a
+//! file that does not parse, which never show a value; [`template`] what `followq init` writes.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -7,6 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+mod checks;
+mod template;
+mod toml_error;
+
+pub use checks::require_credentials;
+use checks::{validate, warnings};
+use toml_error::parse_error;
 
 /// A configuration problem; the CLI maps it to exit status 2.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +30,7 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
 
@@ -281,81 +292,6 @@ pub fn load(src: &Sources<'_>) -> Result<Settings, ConfigError> {
     Ok(s)
 }
 
-/// X's published follow limits: 400 per account and 1000 per app in 24 hours.
-const X_PER_USER: u32 = 400;
-const X_PER_APP: u32 = 1000;
-const X_WINDOW: Duration = Duration::from_secs(24 * 3600);
-
-/// Every environment variable followq reads, but the per-account token ones.
-const ENV_KEYS: &[&str] = &[
-    "FOLLOWQ_DB",
-    "FOLLOWQ_CONFIG",
-    "FOLLOWQ_INBOX",
-    "FOLLOWQ_API_BASE_URL",
-    "FOLLOWQ_BASE_URL",
-    "FOLLOWQ_API_TIMEOUT",
-    "FOLLOWQ_APP_CONSUMER_KEY",
-    "FOLLOWQ_CONSUMER_KEY",
-    "FOLLOWQ_APP_CONSUMER_SECRET",
-    "FOLLOWQ_CONSUMER_SECRET",
-    "FOLLOWQ_LIMITS_PER_USER",
-    "FOLLOWQ_LIMITS_PER_APP",
-    "FOLLOWQ_LIMITS_WINDOW",
-    "FOLLOWQ_LIMITS_PACE",
-    "FOLLOWQ_LIMITS_MARGIN",
-    "FOLLOWQ_RETRY_MAX_ATTEMPTS",
-    "FOLLOWQ_RETRY_BASE",
-    "FOLLOWQ_RETRY_MAX",
-    "FOLLOWQ_RUN_CONCURRENCY",
-];
-
-/// What is allowed but probably a mistake: limits above X's published ones (they hold only for
-/// Enterprise plans with custom limits), and environment variables that look like followq's
-/// but name no setting (a typo is otherwise silently ignored).
-fn warnings(s: &Settings, env: &HashMap<String, String>) -> Vec<String> {
-    let mut out = Vec::new();
-    // The most a rolling window of this length lets through in some 24 hours: `n` per window,
-    // and as many windows as start in 24 hours (the strictest reading, as the ledger's).
-    let per_day = |n: u32| {
-        let window = s.limits.window.as_secs_f64().max(1.0);
-        let windows = (X_WINDOW.as_secs_f64() / window).ceil().max(1.0);
-        n as f64 * windows
-    };
-    if s.limits.per_user > X_PER_USER || per_day(s.limits.per_user) > X_PER_USER as f64 + 0.5 {
-        out.push(format!(
-            "limits: {} per account per {} is more than X's published {X_PER_USER} per 24 h (only custom Enterprise limits allow it; X will refuse the rest)",
-            s.limits.per_user,
-            humantime::format_duration(s.limits.window)
-        ));
-    }
-    if s.limits.per_app > X_PER_APP || per_day(s.limits.per_app) > X_PER_APP as f64 + 0.5 {
-        out.push(format!(
-            "limits: {} for the app per {} is more than X's published {X_PER_APP} per 24 h (only custom Enterprise limits allow it)",
-            s.limits.per_app,
-            humantime::format_duration(s.limits.window)
-        ));
-    }
-    let mut known: Vec<String> = ENV_KEYS.iter().map(|k| k.to_string()).collect();
-    for a in &s.accounts {
-        let up = env_name(&a.name);
-        known.push(format!("FOLLOWQ_{up}_TOKEN"));
-        known.push(format!("FOLLOWQ_{up}_TOKEN_SECRET"));
-    }
-    let mut unknown: Vec<&String> = env
-        .keys()
-        .filter(|k| !known.contains(k) && !k.starts_with("FOLLOWQ_TEST_") && !k.starts_with("FOLLOWQ_BENCH_"))
-        .collect();
-    unknown.sort();
-    for k in unknown {
-        let near = known.iter().min_by_key(|c| strsim::levenshtein(k, c)).filter(|c| strsim::levenshtein(k, c) <= 3);
-        out.push(match near {
-            Some(c) => format!("{k} is not a followq setting and is ignored: did you mean {c}?"),
-            None => format!("{k} is not a followq setting and is ignored"),
-        });
-    }
-    out
-}
-
 fn env_or<'a>(env: &'a HashMap<String, String>, keys: &[&str]) -> Option<&'a String> {
     keys.iter().find_map(|k| env.get(*k).filter(|v| !v.is_empty()))
 }
@@ -428,137 +364,6 @@ fn merge(raw: RawFile, env: &HashMap<String, String>) -> Result<Settings, Config
     Ok(s)
 }
 
-/// A TOML error as file, line, column, key and what is wrong, without the offending text: toml's
-/// own message quotes the line (and so a secret typed on it), and its descriptions quote values
-/// in backticks (`invalid type: integer `123``). Only what stands left of a `=` is named.
-fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
-    let what = describe_toml_error(e.message());
-    let Some(span) = e.span() else {
-        return ConfigError::Parse { path: path.to_path_buf(), message: what };
-    };
-    let at = span.start.min(text.len());
-    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let line_no = text[..at].matches('\n').count() + 1;
-    let column = text[line_start..at].chars().count() + 1;
-    let (table, key) = context_at(text, at);
-    let key = key.map(|k| match table {
-        Some(t) => format!("{t}.{k}"),
-        None => k,
-    });
-    let message = match key {
-        Some(k) => format!("line {line_no}, column {column}: key `{k}`: {what}"),
-        None => format!("line {line_no}, column {column}: {what}"),
-    };
-    ConfigError::Parse { path: path.to_path_buf(), message }
-}
-
-/// toml's description of an error with every part that may quote a value taken out. Backticks
-/// hold field names in "unknown field `x`, expected one of `a`, `b`" and "missing field `x`"
-/// (names from followq's own structs, and the key, which the caller names from the line), and
-/// values everywhere else ("invalid type: integer `123`").
-fn describe_toml_error(message: &str) -> String {
-    let first = message.lines().next().unwrap_or("").trim();
-    if first.starts_with("unknown field") {
-        return match first.split_once("expected ") {
-            Some((_, expected)) => format!("unknown key; expected {expected}"),
-            None => "unknown key".into(),
-        };
-    }
-    if first.starts_with("missing field") || first.starts_with("duplicate key") {
-        return first.split('`').next().unwrap_or(first).trim().to_string();
-    }
-    // Values are quoted in backticks or, for strings, in double quotes.
-    let mut kept = String::new();
-    let mut quote = None;
-    for c in first.chars() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '`' || c == '"' => quote = Some(c),
-            None => kept.push(c),
-        }
-    }
-    let kept = kept.split_whitespace().collect::<Vec<_>>().join(" ").replace(" ,", ",").replace(" :", ":");
-    let kept = kept.trim_end_matches([',', ':', ' ']);
-    kept.strip_suffix(", expected").unwrap_or(kept).to_string()
-}
-
-/// The table and the key being parsed at byte `at` of a TOML text: the last `[table]` header
-/// and the last `key =` that begin a line outside strings and comments before it. Lines inside
-/// a multi-line string are a value, never taken for a key; and a name is given only when it
-/// reads as a setting's name (lower-case words), so a secret pasted where a key belongs is not
-/// printed either.
-fn context_at(text: &str, at: usize) -> (Option<String>, Option<String>) {
-    let (mut table, mut key) = (None, None);
-    let b = text.as_bytes();
-    let at = at.min(b.len());
-    let mut i = 0;
-    let mut line_start = true;
-    while i < b.len() {
-        // The line `at` stands on counts too (an unknown key is reported at its line's start).
-        if line_start {
-            line_start = false;
-            let line = text[i..].lines().next().unwrap_or("").trim_start();
-            if line.starts_with('[') {
-                let name = line.trim_start_matches('[').split(']').next().unwrap_or("").trim();
-                table = setting_name(name);
-                key = None;
-            } else if let Some((left, _)) = line.split_once('=') {
-                key = setting_name(left.trim());
-            }
-        }
-        if i >= at {
-            break;
-        }
-        let rest = &b[i..];
-        let skip_to = |close: &[u8], from: usize, one_line: bool| -> usize {
-            let mut j = from;
-            while j < b.len() {
-                if b[j] == b'\\' && close[0] == b'"' {
-                    j += 2;
-                    continue;
-                }
-                if one_line && b[j] == b'\n' {
-                    return j;
-                }
-                if b[j..].starts_with(close) {
-                    return j + close.len();
-                }
-                j += 1;
-            }
-            b.len()
-        };
-        i = if rest.starts_with(b"\"\"\"") {
-            skip_to(b"\"\"\"", i + 3, false)
-        } else if rest.starts_with(b"'''") {
-            skip_to(b"'''", i + 3, false)
-        } else if rest[0] == b'"' {
-            skip_to(b"\"", i + 1, true)
-        } else if rest[0] == b'\'' {
-            skip_to(b"'", i + 1, true)
-        } else if rest[0] == b'#' {
-            skip_to(b"\n", i + 1, true)
-        } else {
-            if rest[0] == b'\n' {
-                line_start = true;
-            }
-            i + 1
-        };
-    }
-    (table, key)
-}
-
-/// `name` when it reads as a (dotted) setting name — words of `a-z`, `0-9` and `_` that begin
-/// with a letter, as followq's own are — else nothing.
-fn setting_name(name: &str) -> Option<String> {
-    let word = |w: &str| {
-        (1..=32).contains(&w.len())
-            && w.starts_with(|c: char| c.is_ascii_lowercase())
-            && w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    };
-    (!name.is_empty() && name.split('.').map(str::trim).all(word)).then(|| name.replace(' ', ""))
-}
-
 /// `alice-2` → `ALICE_2`, for `FOLLOWQ_<NAME>_TOKEN`.
 pub fn env_name(account: &str) -> String {
     account.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
@@ -599,115 +404,6 @@ fn parse_margin(v: &str, window: Duration) -> Result<Duration, ConfigError> {
     }
 }
 
-fn validate(s: &Settings) -> Result<(), ConfigError> {
-    check_base_url(&s.api.base_url)?;
-    if s.api.timeout.is_zero() {
-        return Err(invalid("api.timeout", "must be more than 0"));
-    }
-    if s.limits.window > MAX_WINDOW {
-        return Err(invalid("limits.window", "must be at most 366 days"));
-    }
-    if s.limits.margin > MAX_WINDOW {
-        return Err(invalid("limits.margin", "must be at most 366 days"));
-    }
-    if s.limits.per_user == 0 || s.limits.per_app == 0 {
-        return Err(invalid("limits", "per_user and per_app must be at least 1"));
-    }
-    if s.limits.window < Duration::from_secs(1) {
-        return Err(invalid("limits.window", "must be at least 1s"));
-    }
-    if s.run.concurrency == 0 || s.run.concurrency > 256 {
-        return Err(invalid("run.concurrency", "must be between 1 and 256"));
-    }
-    if s.retry.max_attempts == 0 {
-        return Err(invalid("retry.max_attempts", "must be at least 1"));
-    }
-    let mut seen = HashMap::new();
-    for a in &s.accounts {
-        if a.name.is_empty()
-            || a.name.len() > 64
-            || !a.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(invalid("accounts.name", format!("'{}' must be 1-64 of A-Z a-z 0-9 _ -", a.name)));
-        }
-        // Names that differ only in case or in `-` against `_` would read the same
-        // FOLLOWQ_<NAME>_TOKEN: one account's requests could go out as another X account.
-        if let Some(other) = seen.insert(env_name(&a.name), a.name.as_str()) {
-            let message = if other == a.name {
-                format!("'{}' is configured twice", a.name)
-            } else {
-                format!(
-                    "'{other}' and '{}' share the environment names FOLLOWQ_{}_TOKEN/_TOKEN_SECRET: rename one",
-                    a.name,
-                    env_name(&a.name)
-                )
-            };
-            return Err(invalid("accounts.name", message));
-        }
-    }
-    Ok(())
-}
-
-/// The API's address: https anywhere; plain http (signed requests in clear text) only to a
-/// loopback address — `localhost` or a loopback IP, read from the parsed URL, never from a
-/// prefix of its text — and never with user info, which would also go out in clear.
-fn check_base_url(text: &str) -> Result<(), ConfigError> {
-    let url = match reqwest::Url::parse(text) {
-        Ok(u) => u,
-        // Not echoed: what is not a URL may be anything, a secret pasted in the wrong place.
-        Err(e) => return Err(invalid("api.base_url", format!("not a URL ({e})"))),
-    };
-    // Shown without its user name and password, which must not reach a terminal or a log.
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    let bad = |why: &str| Err(invalid("api.base_url", format!("'{shown}': {why}")));
-    if !url.username().is_empty() || url.password().is_some() {
-        return bad("must not carry a user name or password");
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return bad("must not have a query or fragment");
-    }
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback(&url) => Ok(()),
-        "http" => bad("plain http is allowed only to localhost or a loopback IP (the sandbox)"),
-        _ => bad("must start with http:// or https://"),
-    }
-}
-
-fn is_loopback(url: &reqwest::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-/// Credentials must be present before anything is sent; import and status do not need them.
-pub fn require_credentials(s: &Settings) -> Result<(), ConfigError> {
-    if s.app.consumer_key.is_empty() || s.app.consumer_secret.is_empty() {
-        return Err(invalid(
-            "app",
-            "consumer_key and consumer_secret are required (or FOLLOWQ_CONSUMER_KEY / FOLLOWQ_CONSUMER_SECRET)",
-        ));
-    }
-    if s.accounts.is_empty() {
-        return Err(invalid("accounts", "no [[accounts]] configured"));
-    }
-    for a in &s.accounts {
-        if a.token.is_empty() || a.token_secret.is_empty() {
-            let up = env_name(&a.name);
-            return Err(invalid(
-                &format!("accounts.{}", a.name),
-                format!("token and token_secret are required (or FOLLOWQ_{up}_TOKEN / FOLLOWQ_{up}_TOKEN_SECRET)"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(unix)]
 fn warn_if_world_readable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -721,43 +417,7 @@ fn warn_if_world_readable(path: &Path) {
 #[cfg(not(unix))]
 fn warn_if_world_readable(_: &Path) {}
 
-/// The commented template `followq init` writes.
-pub const TEMPLATE: &str = r#"# followq configuration. Every key can also be set from the environment:
-# FOLLOWQ_<SECTION>_<KEY>, e.g. FOLLOWQ_LIMITS_PER_USER=300, FOLLOWQ_API_BASE_URL=http://127.0.0.1:8080.
-# This file holds secrets: keep it mode 0600 (followq warns otherwise).
-
-[api]
-base_url = "https://api.twitter.com"   # the sandbox: http://127.0.0.1:PORT
-timeout = "30s"                        # a request still out after this is retried
-
-[app]                                  # or FOLLOWQ_CONSUMER_KEY / FOLLOWQ_CONSUMER_SECRET
-consumer_key = ""
-consumer_secret = ""
-
-[limits]
-# X: 400 follows per user and 1000 per app in a 24-hour window. followq never exceeds these in ANY
-# 24-hour interval, counting every request it sent, across restarts.
-per_user = 400
-per_app = 1000
-window = "24h"                         # any duration: "15m", "24s"
-pace = "spread"                        # "spread": evenly over the window; "asap": as soon as allowed
-margin = "0.5%"                        # added to the window: a share of it, or a duration ("2m")
-
-[retry]                                # transient failures: 5xx, timeouts, dropped connections
-max_attempts = 5                       # then the job ends 'failed'; `followq retry` re-queues it
-base = "2s"                            # first backoff, doubled each time, with jitter
-max = "5m"
-
-[run]
-concurrency = 1                        # requests in flight at once (a crash can leave this many unanswered)
-
-# One block per X account to follow from. Tokens may come from FOLLOWQ_<NAME>_TOKEN and
-# FOLLOWQ_<NAME>_TOKEN_SECRET instead (NAME in upper case, '-' as '_').
-# [[accounts]]
-# name = "alice"
-# token = ""
-# token_secret = ""
-"#;
+pub use template::TEMPLATE;
 
 #[cfg(test)]
 mod tests {

@@ -222,6 +222,10 @@ fn init_writes_private_files_and_refuses_to_overwrite() {
     let out = cmd.current_dir(dir.path()).arg("init").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pass --force"));
+    // Found from the outside: `--force` said "created followq.db" over the existing database.
+    let mut cmd = assert_cmd::Command::cargo_bin("followq").unwrap();
+    let out = cmd.current_dir(dir.path()).args(["init", "--force"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kept followq.db (its jobs and ledger are untouched)"));
 }
 
 #[test]
@@ -421,6 +425,12 @@ fn rows_never_land_on_a_renamed_or_removed_account() {
     assert_eq!((on("bob"), on("Bob"), on("carol")), (12, 1, 1), "{jobs:?}");
     let out = e.cmd().args(["retry", "--account", "BOB"]).output().unwrap();
     assert!(out.status.success(), "retry takes a name in any case: {}", String::from_utf8_lossy(&out.stderr));
+    // The unconfigured accounts' rows stay in line with the others.
+    let table = String::from_utf8_lossy(&e.cmd().arg("status").output().unwrap().stdout).to_string();
+    let rows: Vec<&str> = table.lines().take_while(|l| !l.starts_with("budget:")).collect();
+    assert!(rows.iter().any(|l| l.starts_with("Bob (unconfigured)")), "{table}");
+    let slash: Vec<Option<usize>> = rows[1..].iter().map(|l| l.find('/')).collect();
+    assert!(slash.windows(2).all(|w| w[0] == w[1]), "columns out of line:\n{table}");
 }
 
 /// Found from the outside: `--rejects` naming the input emptied the input before reading it.

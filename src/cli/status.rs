@@ -218,43 +218,33 @@ fn when(t: Option<i64>, now: i64) -> String {
 /// The human table.
 pub fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     let st = |c: &JobCounts, s: &str| c.by_state.get(s).copied().unwrap_or(0);
+    let name = |a: &AccountStatus| if a.configured { a.name.clone() } else { format!("{} (unconfigured)", a.name) };
+    // As wide as the longest name, so that the columns stay in line.
+    let w = r.accounts.iter().map(|a| name(a).chars().count()).max().unwrap_or(0).max(16);
+    let row = |out: &mut dyn Write, name: &str, c: &JobCounts, used: usize, limit: u32, next: &str| {
+        writeln!(
+            out,
+            "{name:<w$} {:>8} {:>8} {:>9} {:>8}  {used:>5}/{limit:<5}  {next}",
+            c.total,
+            st(c, "queued"),
+            st(c, "in_flight"),
+            st(c, "done"),
+        )
+    };
     writeln!(
         out,
-        "{:<16} {:>8} {:>8} {:>9} {:>8}  {:>11}  next",
+        "{:<w$} {:>8} {:>8} {:>9} {:>8}  {:>11}  next",
         "account", "total", "queued", "in_flight", "done", "budget"
     )?;
     for a in &r.accounts {
-        let name = if a.configured { a.name.clone() } else { format!("{} (unconfigured)", a.name) };
         let next = match (&a.stopped, a.paused_until) {
             (Some(_), _) => "STOPPED".to_string(),
             (None, Some(t)) => format!("paused {}", human_ms(t - r.now)),
             _ => when(a.next_slot, r.now),
         };
-        writeln!(
-            out,
-            "{:<16} {:>8} {:>8} {:>9} {:>8}  {:>5}/{:<5}  {}",
-            name,
-            a.jobs.total,
-            st(&a.jobs, "queued"),
-            st(&a.jobs, "in_flight"),
-            st(&a.jobs, "done"),
-            a.budget.used,
-            a.budget.limit,
-            next,
-        )?;
+        row(out, &name(a), &a.jobs, a.budget.used, a.budget.limit, &next)?;
     }
-    writeln!(
-        out,
-        "{:<16} {:>8} {:>8} {:>9} {:>8}  {:>5}/{:<5}  {}",
-        "all (app)",
-        r.jobs.total,
-        st(&r.jobs, "queued"),
-        st(&r.jobs, "in_flight"),
-        st(&r.jobs, "done"),
-        r.app.budget.used,
-        r.app.budget.limit,
-        when(r.app.next_slot, r.now),
-    )?;
+    row(out, "all (app)", &r.jobs, r.app.budget.used, r.app.budget.limit, &when(r.app.next_slot, r.now))?;
     writeln!(out, "budget: requests in the last {} (the window plus its margin)", human_ms(r.window_ms))?;
     writeln!(out, "\noutcomes:")?;
     for a in &r.accounts {

@@ -492,11 +492,12 @@ fn row(record: &csv::ByteRecord, cols: Option<&Columns>, accounts: &Accounts) ->
         (None, None, None) if c.any.is_some() => return Err("no target: the target column is empty".into()),
         (None, None, None) => return Err("no target: screen_name and user_id are both empty".into()),
     };
-    let notify = match field(record, c.follow, "follow")?.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("") | Some("false") | Some("0") | Some("no") => false,
-        Some("true") | Some("1") | Some("yes") => true,
-        Some(other) => return Err(format!("follow '{}' is not true or false", target::shorten(other))),
-    };
+    let notify =
+        match field(record, c.follow, "follow")?.map(|f| target::unneutralise(f).to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("false") | Some("0") | Some("no") => false,
+            Some("true") | Some("1") | Some("yes") => true,
+            Some(other) => return Err(format!("follow '{}' is not true or false", target::shorten(other))),
+        };
     Ok(NewJob { account_id: account, kind, target, notify })
 }
 

@@ -630,25 +630,14 @@ async fn the_end_of_a_run_says_what_failed_why_and_what_to_do() {
     assert_eq!(stderr.matches("job failed: no more retries").count(), 1, "{stderr}");
 }
 
-/// Issue 12, 12 and 13: work waiting on a stopped account vanished from the plan ("eta:
-/// nothing queued", the app's next slot "now", `run --dry-run` "nothing queued"); `status
-/// --json` left out zero counts.
+/// Issue 12, 12: work waiting on a stopped account vanished from the plan ("eta: nothing
+/// queued", the app's next slot "now", `run --dry-run` "nothing queued").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn work_on_a_stopped_account_stays_in_the_plan_and_every_key_is_present() {
+async fn work_waiting_on_a_stopped_account_stays_in_the_plan() {
     let (sb, env) = rig(&["alice"], WINDOW_10S).await;
     sb.script_always(&common::token("alice").0, Scripted { status: 401, code: 89 });
     env.write("l.csv", "s_one\ns_two\ns_three\n");
     env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
-    let s = env.status();
-    for state in ["queued", "in_flight", "done"] {
-        assert!(s["jobs"]["by_state"][state].is_i64(), "by_state.{state}: {s}");
-    }
-    for outcome in
-        ["followed", "requested", "already_following", "blocked", "suspended", "not_found", "refused", "failed"]
-    {
-        assert_eq!(s["jobs"]["by_outcome"][outcome], 0, "by_outcome.{outcome}");
-        assert_eq!(s["accounts"][0]["jobs"]["by_outcome"][outcome], 0);
-    }
     env.cmd().args(["run", "--no-progress"]).assert().code(4);
     let s = env.status();
     assert_eq!(s["waiting_on_stopped"], 3);
@@ -657,6 +646,29 @@ async fn work_on_a_stopped_account_stays_in_the_plan_and_every_key_is_present() 
     assert!(table.contains("eta: none — 3 jobs wait on stopped accounts"), "{table}");
     let plan = String::from_utf8_lossy(&env.cmd().args(["run", "--dry-run"]).output().unwrap().stdout).to_string();
     assert!(plan.contains("3 jobs wait on stopped accounts: nothing can be sent until one is resumed"), "{plan}");
+}
+
+/// Issue 12, 13: `status --json` left out zero counts (`"by_state": {"done": 62}`) though the
+/// README documents every state and outcome as a stable key.
+#[test]
+fn status_json_has_every_documented_key_even_at_zero() {
+    let env = common::Env::new(&["alice"], "http://127.0.0.1:9", "");
+    env.write("l.csv", "k_one\n");
+    env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
+    let s = env.status();
+    for state in ["queued", "in_flight", "done"] {
+        assert!(s["jobs"]["by_state"][state].is_i64(), "by_state.{state}: {s}");
+        assert!(s["accounts"][0]["jobs"]["by_state"][state].is_i64(), "accounts[0] by_state.{state}: {s}");
+    }
+    for outcome in
+        ["followed", "requested", "already_following", "blocked", "suspended", "not_found", "refused", "failed"]
+    {
+        assert_eq!(s["jobs"]["by_outcome"][outcome], 0, "by_outcome.{outcome}");
+        assert_eq!(s["accounts"][0]["jobs"]["by_outcome"][outcome], 0);
+    }
+    for key in ["now", "window_ms", "eta", "waiting_on_stopped", "imports", "app"] {
+        assert!(s.get(key).is_some(), "{key}: {s}");
+    }
 }
 
 /// Issue 12, 15: a hung request showed every account as "sending" and nothing was logged
@@ -676,19 +688,24 @@ async fn a_time_out_is_logged_when_it_happens() {
     assert_eq!(out.status.code(), Some(4));
 }
 
-/// Issue 12, 16, 17 and 18: `status` in the wrong folder created an empty database; `status |
-/// head` printed "Broken pipe"; SQLite errors were printed two or three times, some without
-/// the database.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reading_commands_say_where_they_looked_end_quietly_on_a_closed_pipe_and_say_each_error_once() {
-    let (_sb, env) = rig(&["alice"], WINDOW_10S).await;
-    for cmd in ["status", "export"] {
+/// Issue 12, 16: in the wrong folder `followq status` silently created an empty database; a
+/// reading command never creates one, and says where it looked.
+#[test]
+fn reading_commands_never_create_the_database_and_say_where_they_looked() {
+    let env = common::Env::new(&["alice"], "http://127.0.0.1:9", "");
+    for cmd in ["status", "export", "accounts"] {
         let out = env.cmd().arg(cmd).output().unwrap();
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
         let looked = env.db().display().to_string();
         assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("no database at {looked}")), "{cmd}");
         assert!(!env.db().exists(), "{cmd} created the database");
     }
+}
+
+/// Issue 12, 17: `followq status | head -3` printed "Broken pipe (os error 32)" and exited 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_a_command_quietly_with_status_0() {
+    let env = common::Env::new(&["alice"], "http://127.0.0.1:9", "");
     env.write("l.csv", (0..3000).map(|i| format!("p{i}\n")).collect::<String>());
     env.cmd().args(["import", "--account", "alice", "l.csv"]).assert().success();
     for args in [&["status"][..], &["export"], &["export", "--format", "json"], &["run", "--dry-run"]] {
@@ -704,6 +721,12 @@ async fn reading_commands_say_where_they_looked_end_quietly_on_a_closed_pipe_and
             "{args:?}: {stderr}"
         );
     }
+}
+
+/// Issue 12, 18: SQLite errors were printed two or three times, some without the database.
+#[test]
+fn an_error_is_said_once_with_the_database_named() {
+    let env = common::Env::new(&["alice"], "http://127.0.0.1:9", "");
     std::fs::write(env.path("corrupt.db"), [b"SQLite format 3\0".as_slice(), &[0xAB; 4096]].concat()).unwrap();
     let out = env.cmd().args(["--db", "corrupt.db", "status"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -713,4 +736,7 @@ async fn reading_commands_say_where_they_looked_end_quietly_on_a_closed_pipe_and
     assert_eq!(errors[0].matches("corrupt.db").count(), 1, "{stderr}");
     assert!(errors[0].contains("file is not a database"), "{stderr}");
     assert_eq!(errors[0].matches("not a database").count(), 1, "said once: {stderr}");
+    std::fs::create_dir(env.path("folder.db")).unwrap();
+    let out = env.cmd().args(["--db", "folder.db", "status"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("folder.db is a folder, not a database file"));
 }

@@ -47,16 +47,24 @@ pub fn clear() {
     let _ = multi().clear();
 }
 
-/// Writes log lines to stderr through [`MultiProgress::suspend`].
-#[derive(Clone, Copy)]
-struct BarSafeStderr;
+/// Where a log line goes: stderr through [`MultiProgress::suspend`] (so it never tears the
+/// bars), or the `--log-file`.
+#[derive(Clone)]
+enum Sink {
+    Stderr,
+    File(Arc<std::fs::File>),
+}
 
-/// One log line, buffered, written whole on drop.
-struct LineWriter(Vec<u8>);
+/// A [`MakeWriter`] for one [`Sink`].
+#[derive(Clone)]
+struct Lines(Sink);
+
+/// One log line, buffered, escaped ([`escape_controls`]) and written whole on drop.
+struct LineWriter(Sink, Vec<u8>);
 
 impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        self.1.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -66,10 +74,22 @@ impl Write for LineWriter {
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        let buf = escape_controls(&std::mem::take(&mut self.0));
-        multi().suspend(|| {
-            let _ = std::io::stderr().lock().write_all(&buf);
-        });
+        let line = escape_controls(&self.1);
+        match &self.0 {
+            Sink::Stderr => multi().suspend(|| {
+                let _ = std::io::stderr().lock().write_all(&line);
+            }),
+            Sink::File(f) => {
+                let _ = (&**f).write_all(&line);
+            }
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for Lines {
+    type Writer = LineWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter(self.0.clone(), Vec::with_capacity(256))
     }
 }
 
@@ -109,43 +129,6 @@ fn escape_controls(line: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// The `--log-file` writer: each line escaped as on the terminal ([`escape_controls`]).
-#[derive(Clone)]
-struct EscapedFile(Arc<std::fs::File>);
-
-/// One line for the log file, written whole on drop.
-struct FileLine(Arc<std::fs::File>, Vec<u8>);
-
-impl Write for FileLine {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.1.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for FileLine {
-    fn drop(&mut self) {
-        let _ = (&*self.0).write_all(&escape_controls(&self.1));
-    }
-}
-
-impl<'a> MakeWriter<'a> for EscapedFile {
-    type Writer = FileLine;
-    fn make_writer(&'a self) -> Self::Writer {
-        FileLine(self.0.clone(), Vec::with_capacity(256))
-    }
-}
-
-impl<'a> MakeWriter<'a> for BarSafeStderr {
-    type Writer = LineWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        LineWriter(Vec::with_capacity(256))
-    }
-}
-
 /// Keeps the log file open; dropped at exit.
 pub struct LogGuard(#[allow(dead_code)] Option<Arc<std::fs::File>>);
 
@@ -165,10 +148,10 @@ pub fn init(args: &LogArgs) -> anyhow::Result<LogGuard> {
     let make_filter = || EnvFilter::new(&directive);
     let json = args.log_format == LogFormat::Json;
     let stderr_layer = if json {
-        tracing_subscriber::fmt::layer().json().with_writer(BarSafeStderr).with_filter(make_filter()).boxed()
+        tracing_subscriber::fmt::layer().json().with_writer(Lines(Sink::Stderr)).with_filter(make_filter()).boxed()
     } else {
         tracing_subscriber::fmt::layer()
-            .with_writer(BarSafeStderr)
+            .with_writer(Lines(Sink::Stderr))
             .with_target(false)
             .with_ansi(std::io::stderr().is_terminal())
             .with_filter(make_filter())
@@ -184,7 +167,7 @@ pub fn init(args: &LogArgs) -> anyhow::Result<LogGuard> {
                 .map_err(|e| anyhow::anyhow!("--log-file {}: {e}", path.display()))?;
             let f = Arc::new(f);
             file_guard = Some(f.clone());
-            let layer = tracing_subscriber::fmt::layer().with_writer(EscapedFile(f)).with_ansi(false);
+            let layer = tracing_subscriber::fmt::layer().with_writer(Lines(Sink::File(f))).with_ansi(false);
             Some(if json {
                 layer.json().with_filter(make_filter()).boxed()
             } else {

@@ -33,24 +33,13 @@ impl Rig {
 
     /// Queues `account,screen_name` rows.
     async fn queue(&self, rows: &[(&str, String)]) {
-        let names: Vec<&str> = self.settings.accounts.iter().map(|a| a.name.as_str()).collect();
-        let ids = self.store.sync_accounts(&names).await.unwrap();
-        let path = self._dir.path().join(format!("in-{}.csv", now_ms()));
         let mut csv = String::from("account,screen_name\n");
         for (a, t) in rows {
             csv.push_str(&format!("{a},{t}\n"));
         }
-        std::fs::write(&path, csv).unwrap();
-        let accounts = Accounts::new(ids, None).unwrap();
-        let mut on_reject = |r: &ingest::Reject| panic!("rejected {r:?}");
-        let opts = ingest::Options {
-            accounts: &accounts,
-            dry_run: false,
-            on_reject: &mut on_reject,
-            content_hash: String::new(),
-        };
-        let s = ingest::import(&self.store, &Input::File(path), opts).await.unwrap();
-        assert_eq!(s.added as usize, rows.len());
+        let added =
+            import_csv(&self.store, &self.settings, &self._dir.path().join(format!("in-{}.csv", now_ms())), &csv).await;
+        assert_eq!(added as usize, rows.len());
     }
 
     async fn run_with(&self, shutdown: CancellationToken, deadline: Option<i64>) -> Ending {
@@ -93,6 +82,18 @@ impl Rig {
             "kept counts drifted"
         );
     }
+}
+
+/// Writes `csv` to `path` and imports it into `store` for the configured accounts (no row may
+/// be rejected); returns the jobs added.
+async fn import_csv(store: &Store, settings: &Settings, path: &std::path::Path, csv: &str) -> u64 {
+    let names: Vec<&str> = settings.accounts.iter().map(|a| a.name.as_str()).collect();
+    let accounts = Accounts::new(store.sync_accounts(&names).await.unwrap(), None).unwrap();
+    std::fs::write(path, csv).unwrap();
+    let mut on_reject = |r: &ingest::Reject| panic!("rejected {r:?}");
+    let opts =
+        ingest::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: String::new() };
+    ingest::import(store, &Input::File(path.to_path_buf()), opts).await.unwrap().added
 }
 
 fn rows(account: &str, names: &[&str]) -> Vec<(&'static str, String)> {
@@ -523,18 +524,8 @@ async fn jobs_queued_from_outside_during_a_run_are_sent_before_it_finishes() {
     let late = async {
         tokio::time::sleep(Duration::from_millis(400)).await;
         // Another process's import, for both the busy account and one with nothing queued.
-        let ids = other.sync_accounts(&["alice", "bob"]).await.unwrap();
-        let path = rig._dir.path().join("late.csv");
-        std::fs::write(&path, "account,screen_name\nalice,late_a\nbob,late_b1\nbob,late_b2\n").unwrap();
-        let accounts = Accounts::new(ids, None).unwrap();
-        let mut on_reject = |r: &ingest::Reject| panic!("rejected {r:?}");
-        let opts = ingest::Options {
-            accounts: &accounts,
-            dry_run: false,
-            on_reject: &mut on_reject,
-            content_hash: String::new(),
-        };
-        assert_eq!(ingest::import(&other, &Input::File(path), opts).await.unwrap().added, 3);
+        let csv = "account,screen_name\nalice,late_a\nbob,late_b1\nbob,late_b2\n";
+        assert_eq!(import_csv(&other, &rig.settings, &rig._dir.path().join("late.csv"), csv).await, 3);
     };
     let (ending, ()) = tokio::join!(rig.run(), late);
     assert_eq!(ending, Ending::Finished);

@@ -95,8 +95,7 @@ impl Context {
     /// (`retry`, `verify`, `accounts check`): a missing database is an error, not a new one.
     pub async fn existing_store(&self) -> anyhow::Result<Store> {
         if !self.db_path.exists() {
-            let looked = std::path::absolute(&self.db_path).unwrap_or_else(|_| self.db_path.clone());
-            return Err(crate::store::StoreError::Missing(looked.display().to_string()).into());
+            return Err(crate::store::StoreError::missing(&self.db_path).into());
         }
         Ok(self.open_store().await?.0)
     }

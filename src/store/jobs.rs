@@ -336,19 +336,10 @@ impl ImportSession {
     /// Opens the write transaction if none is open, waiting while another process holds the
     /// write lock (as [`Store::write_tx`] does).
     async fn ensure_tx(&mut self) -> Result<(), StoreError> {
-        let mut waits = 0;
-        while !self.in_tx {
-            match sqlx::query("begin immediate").execute(&mut *self.conn).await {
-                Err(e) if super::is_busy(&e) => {
-                    waits += 1;
-                    super::note_wait(&self.path, waits);
-                }
-                other => {
-                    other?;
-                    self.in_tx = true;
-                    self.began = Instant::now();
-                }
-            }
+        if !self.in_tx {
+            super::begin_immediate(&mut self.conn, &self.path).await?;
+            self.in_tx = true;
+            self.began = Instant::now();
         }
         Ok(())
     }

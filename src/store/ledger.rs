@@ -623,16 +623,7 @@ impl Store {
             .bind(known)
             .bind(known)
             .bind(account);
-        let mut waits = 0;
-        loop {
-            match sqlx::query("begin immediate").execute(&mut *writer.conn).await {
-                Err(e) if super::is_busy(&e) => {
-                    waits += 1;
-                    self.note_wait(waits);
-                }
-                other => break other.map(drop)?,
-            };
-        }
+        super::begin_immediate(&mut writer.conn, &self.path).await?;
         let outcome = read_turn(writer.conn.fetch_many(query)).await;
         let (stale, jobs_changed, status) = match outcome {
             Ok(v) => v,

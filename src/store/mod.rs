@@ -47,6 +47,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// No database at `path`, named as an absolute path: where followq looked.
+    pub fn missing(path: &Path) -> StoreError {
+        let looked = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        StoreError::Missing(looked.display().to_string())
+    }
+
     /// True when SQLite said "database is locked" (another process held the write lock).
     pub fn is_busy(&self) -> bool {
         match self {
@@ -100,6 +106,21 @@ fn note_wait(path: &str, waits: u32) {
     );
 }
 
+/// `begin immediate` on `conn`: the write lock up front, waiting while another process holds it
+/// and saying so every busy timeout (see [`Store::write_tx`], the same for the pool).
+async fn begin_immediate(conn: &mut sqlx::SqliteConnection, path: &str) -> Result<(), StoreError> {
+    let mut waits = 0;
+    loop {
+        match sqlx::query("begin immediate").execute(&mut *conn).await {
+            Err(e) if is_busy(&e) => {
+                waits += 1;
+                note_wait(path, waits);
+            }
+            other => return Ok(other.map(drop)?),
+        }
+    }
+}
+
 /// True when `e` is SQLite's "attempt to write a readonly database" (SQLITE_READONLY, any
 /// extended code: a read-only file or folder).
 fn is_read_only(e: &sqlx::Error) -> bool {
@@ -146,8 +167,7 @@ impl Store {
     pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
         if !path.exists() {
-            let looked = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-            return Err(StoreError::Missing(looked.display().to_string()));
+            return Err(StoreError::missing(path));
         }
         check_single_name(path)?;
         let opts = SqliteConnectOptions::from_str("sqlite:")

@@ -283,10 +283,12 @@ async fn queued_store(names: &[String], n: usize) -> (tempfile::TempDir, Store) 
 
 const DISPATCH_JOBS: usize = 20_000;
 const DISPATCH_ACCOUNTS: usize = 10;
-const CONCURRENCY: usize = 8;
+/// Request slots (`run.concurrency`, and the bare loop's tasks): each claim takes at most the
+/// free slots, so the slots are what a claim's transaction is shared among.
+const CONCURRENCIES: [usize; 2] = [8, 32];
 
 /// An in-process sandbox and settings for it, both with the limits lifted.
-async fn lifted(names: &[String]) -> (Sandbox, Settings) {
+async fn lifted(names: &[String], concurrency: usize) -> (Sandbox, Settings) {
     let (mut s, mut cfg) = credentials(names);
     cfg.per_user = 1_000_000_000;
     cfg.per_app = 1_000_000_000;
@@ -296,7 +298,7 @@ async fn lifted(names: &[String]) -> (Sandbox, Settings) {
     s.limits.per_app = 1_000_000_000;
     s.limits.window = Duration::from_secs(3600);
     s.limits.pace = Pace::Asap;
-    s.run.concurrency = CONCURRENCY;
+    s.run.concurrency = concurrency;
     (sb, s)
 }
 
@@ -304,8 +306,8 @@ async fn lifted(names: &[String]) -> (Sandbox, Settings) {
 /// 10 ms: the turns come back to back, and the WAL must still start over now and then).
 /// `synced`: every commit synced before its request leaves (followq's only mode); false: the
 /// `synchronous = NORMAL` it had before, to show what the sync costs.
-async fn dispatch_followq(names: &[String], synced: bool) -> (f64, f64, u64) {
-    let (sb, settings) = lifted(names).await;
+async fn dispatch_followq(names: &[String], concurrency: usize, synced: bool) -> (f64, f64, u64) {
+    let (sb, settings) = lifted(names, concurrency).await;
     let (dir, mut store) = queued_store(names, DISPATCH_JOBS).await;
     if !synced {
         store.close().await;
@@ -326,7 +328,7 @@ async fn dispatch_followq(names: &[String], synced: bool) -> (f64, f64, u64) {
     };
     let cpu0 = cpu_seconds();
     let start = Instant::now();
-    let opts = worker::Options { deadline: None, watch: false, seed: 1 };
+    let opts = worker::Options { seed: 1, ..worker::Options::default() };
     let ending = worker::run(&store, &settings, &client, CancellationToken::new(), opts, &mut Silent).await.unwrap();
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
@@ -336,14 +338,14 @@ async fn dispatch_followq(names: &[String], synced: bool) -> (f64, f64, u64) {
     (wall, cpu, sampler.await.unwrap())
 }
 
-async fn dispatch_bare(names: &[String]) -> (f64, f64) {
-    let (_sb, settings) = lifted(names).await;
+async fn dispatch_bare(names: &[String], concurrency: usize) -> (f64, f64) {
+    let (_sb, settings) = lifted(names, concurrency).await;
     let client = Client::new(&settings).unwrap();
     let next = Arc::new(AtomicUsize::new(0));
     let cpu0 = cpu_seconds();
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
+    for _ in 0..concurrency {
         let (client, next, accounts) = (client.clone(), next.clone(), settings.accounts.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -366,40 +368,56 @@ async fn dispatch_bare(names: &[String]) -> (f64, f64) {
 
 async fn bench_dispatch(out: &mut String) {
     let names: Vec<String> = (0..DISPATCH_ACCOUNTS).map(|i| format!("acct{i}")).collect();
-    let (mut fq, mut bare, mut fq_cpu, mut bare_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut normal, mut normal_cpu) = (Vec::new(), Vec::new());
-    let mut wal_max = 0;
-    for _ in 0..runs() {
-        let (w, c) = dispatch_bare(&names).await;
-        bare.push(DISPATCH_JOBS as f64 / w);
-        bare_cpu.push(c * 1e6 / DISPATCH_JOBS as f64);
-        let (w, c, wal) = dispatch_followq(&names, true).await;
-        wal_max = wal_max.max(wal);
-        fq.push(DISPATCH_JOBS as f64 / w);
-        fq_cpu.push(c * 1e6 / DISPATCH_JOBS as f64);
-        let (w, c, _) = dispatch_followq(&names, false).await;
-        normal.push(DISPATCH_JOBS as f64 / w);
-        normal_cpu.push(c * 1e6 / DISPATCH_JOBS as f64);
+    let _ = writeln!(
+        out,
+        "## 2. Dispatch overhead ({DISPATCH_JOBS} jobs, {DISPATCH_ACCOUNTS} accounts, limits lifted, in-process sandbox on loopback; {} runs of each, interleaved)\n",
+        runs()
+    );
+    let _ = writeln!(
+        out,
+        "| slots | | median follows/s | runs | CPU per request (process, incl. sandbox) |\n|---|---|---|---|---|"
+    );
+    let mut ratios = Vec::new();
+    for concurrency in CONCURRENCIES {
+        let (mut fq, mut bare, mut fq_cpu, mut bare_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut normal, mut normal_cpu) = (Vec::new(), Vec::new());
+        let mut wal_max = 0;
+        for _ in 0..runs() {
+            let (w, c) = dispatch_bare(&names, concurrency).await;
+            bare.push(DISPATCH_JOBS as f64 / w);
+            bare_cpu.push(c * 1e6 / DISPATCH_JOBS as f64);
+            let (w, c, wal) = dispatch_followq(&names, concurrency, true).await;
+            wal_max = wal_max.max(wal);
+            fq.push(DISPATCH_JOBS as f64 / w);
+            fq_cpu.push(c * 1e6 / DISPATCH_JOBS as f64);
+            let (w, c, _) = dispatch_followq(&names, concurrency, false).await;
+            normal.push(DISPATCH_JOBS as f64 / w);
+            normal_cpu.push(c * 1e6 / DISPATCH_JOBS as f64);
+        }
+        let (fc, bc) = (median(fq_cpu), median(bare_cpu));
+        let row = |out: &mut String, what: &str, rate: &[f64], cpu: f64| {
+            let _ = writeln!(
+                out,
+                "| {concurrency} | {what} | {:.0} | {} | {cpu:.0} µs |",
+                median(rate.to_vec()),
+                fmt_list0(rate)
+            );
+        };
+        row(out, "followq run", &fq, fc);
+        row(out, "followq run, commits not synced (synchronous = NORMAL)", &normal, median(normal_cpu));
+        row(out, "bare signed loop", &bare, bc);
+        ratios.push(format!(
+            "{concurrency} slots: CPU per request followq / bare **{:.2}×** (target ≤ 2×); throughput {:.0} % of bare; largest WAL {:.1} MB",
+            fc / bc,
+            median(fq) / median(bare) * 100.0,
+            wal_max as f64 / 1e6
+        ));
     }
-    let (f, b) = (median(fq.clone()), median(bare.clone()));
-    let _ = writeln!(
-        out,
-        "## 2. Dispatch overhead ({DISPATCH_JOBS} jobs, {DISPATCH_ACCOUNTS} accounts, concurrency {CONCURRENCY}, limits lifted, in-process sandbox on loopback; {} runs)\n",
-        fq.len()
-    );
-    let _ = writeln!(out, "| | median follows/s | runs | CPU per job (process, incl. sandbox) |\n|---|---|---|---|");
-    let _ = writeln!(out, "| followq run | {f:.0} | {} | {:.0} µs |", fmt_list0(&fq), median(fq_cpu));
-    let _ = writeln!(
-        out,
-        "| followq run, commits not synced (synchronous = NORMAL, before issue 11) | {:.0} | {} | {:.0} µs |",
-        median(normal.clone()),
-        fmt_list0(&normal),
-        median(normal_cpu)
-    );
-    let _ = writeln!(out, "| bare signed loop | {b:.0} | {} | {:.0} µs |", fmt_list0(&bare), median(bare_cpu));
-    let _ = writeln!(out, "\nratio followq / bare: **{:.0} %** (target ≥ 50 %)\n", f / b * 100.0);
-    let _ = writeln!(out, "cost of syncing every commit: synced / unsynced = {:.0} %\n", f / median(normal) * 100.0);
-    let _ = writeln!(out, "largest WAL during a followq run: {:.1} MB\n", wal_max as f64 / 1e6);
+    let _ = writeln!(out);
+    for r in ratios {
+        let _ = writeln!(out, "- {r}");
+    }
+    let _ = writeln!(out);
 }
 
 fn fmt_list0(v: &[f64]) -> String {
@@ -424,7 +442,7 @@ async fn pacing(pace: Pace) -> (Vec<f64>, u64, u64, HashMap<String, u64>) {
     settings.limits.pace = pace;
     let (_dir, store) = queued_store(&names, 600).await;
     let client = Client::new(&settings).unwrap();
-    let opts = worker::Options { deadline: Some(now_ms() + 120_000), watch: false, seed: 3 };
+    let opts = worker::Options { deadline: Some(now_ms() + 120_000), seed: 3, ..worker::Options::default() };
     worker::run(&store, &settings, &client, CancellationToken::new(), opts, &mut Silent).await.unwrap();
     let log = store.attempt_log().await.unwrap();
     let w = window.as_millis() as i64;

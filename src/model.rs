@@ -45,8 +45,9 @@ pub struct Summary {
     pub rejected: u64,
 }
 
-/// A finished job's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A finished job's outcome (`jobs.outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(rename_all = "snake_case")]
 pub enum Outcome {
     Followed,
     Requested,
@@ -84,4 +85,51 @@ impl Outcome {
         Outcome::Refused,
         Outcome::Failed,
     ];
+}
+
+/// What one request's answer was (`attempts.result`): a job's outcome, or why the job goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(rename_all = "snake_case")]
+pub enum AttemptResult {
+    Followed,
+    Requested,
+    AlreadyFollowing,
+    Blocked,
+    Suspended,
+    NotFound,
+    Refused,
+    /// 429 (or 420).
+    RateLimited,
+    /// 403 + 161: the account's own follow limit.
+    FollowLimit,
+    /// 403 + 226: "looks automated".
+    Automated,
+    /// The account cannot go on (locked, suspended, bad or revoked credentials).
+    AccountStopped,
+    /// The app cannot go on (261, 416).
+    AppStopped,
+    /// 401 + 135: the clock was off.
+    ClockSkew,
+    /// 5xx, a time-out, a connection error.
+    Transient,
+    /// No answer was recorded (a crash, or an answer lost past the run's end): the request may
+    /// have reached X.
+    Unknown,
+}
+
+impl AttemptResult {
+    /// The result of an answer that finished its job with outcome `o`. `Failed` is no answer's
+    /// result (a job fails after its last transient one), so it has none.
+    pub fn finishing(o: Outcome) -> Option<AttemptResult> {
+        Some(match o {
+            Outcome::Followed => AttemptResult::Followed,
+            Outcome::Requested => AttemptResult::Requested,
+            Outcome::AlreadyFollowing => AttemptResult::AlreadyFollowing,
+            Outcome::Blocked => AttemptResult::Blocked,
+            Outcome::Suspended => AttemptResult::Suspended,
+            Outcome::NotFound => AttemptResult::NotFound,
+            Outcome::Refused => AttemptResult::Refused,
+            Outcome::Failed => return None,
+        })
+    }
 }

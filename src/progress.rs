@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::logging::multi;
+use crate::schedule::Account;
 use crate::time::human_ms;
 use crate::worker::{Observer, View};
 
@@ -99,7 +100,7 @@ impl Observer for Bars {
         let mut all_total = 0;
         let mut summary: HashMap<String, i64> = HashMap::new();
         let app_ready = sched.app_ready_at();
-        for (i, a) in sched.accounts().iter().enumerate() {
+        for a in sched.accounts() {
             let Some(start) = self.start.get(&a.id) else { continue };
             let run = view.outcomes.get(&a.id);
             let mut outcomes = start.outcomes.clone();
@@ -113,7 +114,7 @@ impl Observer for Bars {
             for (k, v) in &outcomes {
                 *summary.entry(k.clone()).or_default() += v;
             }
-            let msg = account_message(view, i, app_ready, &outcomes);
+            let msg = account_message(view, a, app_ready, &outcomes);
             if let Some(bar) = self.bars.get(&a.id) {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
@@ -147,10 +148,9 @@ fn outcome_list(outcomes: &HashMap<String, i64>) -> String {
 
 /// "next follow in 3m12s | 40/400 in window | followed 12, blocked 1": the state first, so
 /// that a narrow terminal cuts the outcomes, not the state.
-fn account_message(view: &View<'_>, i: usize, app_ready: i64, outcomes: &HashMap<String, i64>) -> String {
+fn account_message(view: &View<'_>, a: &Account, app_ready: i64, outcomes: &HashMap<String, i64>) -> String {
     let (sched, now) = (view.sched, view.now);
-    let a = &sched.accounts()[i];
-    let used = sched.used(i, now);
+    let used = sched.used(a.id, now);
     let state = if let Some(why) = &a.stopped {
         format!("STOPPED: {why}")
     } else if let Some(since) = view.waiting.get(&a.id) {
@@ -160,7 +160,7 @@ fn account_message(view: &View<'_>, i: usize, app_ready: i64, outcomes: &HashMap
     } else if a.paused_until > now {
         format!("paused {} ({})", human_ms(a.paused_until - now), a.pause_reason)
     } else {
-        match sched.account_ready_at(i).map(|t| t.max(app_ready)) {
+        match sched.account_ready_at(a.id).map(|t| t.max(app_ready)) {
             Some(t) if t > now && used >= sched.limits.per_user as usize => {
                 format!("window full: resumes {}", crate::time::local_time(t).split(' ').nth(1).unwrap_or("-"))
             }

@@ -108,8 +108,6 @@ pub struct Scheduler {
     /// The serve counter behind [`Account::served`].
     turn: u64,
     rng: StdRng,
-    /// The newest attempt id this mirror includes: the watermark the ledger checks it against.
-    pub known_max_id: i64,
 }
 
 impl Scheduler {
@@ -123,7 +121,6 @@ impl Scheduler {
             app_last: None,
             app_gap: limits.app_spacing(),
             turn: 0,
-            known_max_id: 0,
             rng: StdRng::seed_from_u64(seed),
         }
     }
@@ -141,7 +138,6 @@ impl Scheduler {
         seed: u64,
     ) -> Scheduler {
         let mut s = Scheduler::new(limits, seed);
-        s.known_max_id = ledger.max_attempt_id;
         for a in &ledger.accounts {
             let stopped = if !a.stopped_reason.is_empty() {
                 Some(a.stopped_reason.clone())
@@ -167,7 +163,7 @@ impl Scheduler {
         s
     }
 
-    /// Adds an account; returns its index.
+    /// Adds an account.
     pub fn add_account(
         &mut self,
         id: i64,
@@ -176,7 +172,7 @@ impl Scheduler {
         pause_reason: &str,
         stopped: Option<String>,
         pace_factor: f64,
-    ) -> usize {
+    ) {
         self.accounts.push(Account {
             id,
             name: name.to_string(),
@@ -191,7 +187,6 @@ impl Scheduler {
             queued: 0,
             ready_at: None,
         });
-        self.accounts.len() - 1
     }
 
     /// Every account, in the order they were added (for display).
@@ -204,16 +199,15 @@ impl Scheduler {
         self.index_of(id).map(|i| &self.accounts[i])
     }
 
-    /// Event: `attempts` (their ids) were claimed for account `id` at `at`. The account's last
-    /// queued job out leaves it with no work until an answer or new rows queue one again.
-    pub fn claimed(&mut self, id: i64, attempts: &[i64], at: i64) {
+    /// Event: `n` jobs were claimed for account `id` at `at`. The account's last queued job out
+    /// leaves it with no work until an answer or new rows queue one again.
+    pub fn claimed(&mut self, id: i64, n: usize, at: i64) {
         let Some(i) = self.index_of(id) else { return };
-        for &attempt in attempts {
+        for _ in 0..n {
             self.record_send(i, at);
-            self.known_max_id = self.known_max_id.max(attempt);
         }
         let a = &mut self.accounts[i];
-        a.queued -= attempts.len() as i64;
+        a.queued -= n as i64;
         if a.queued <= 0 {
             a.queued = 0;
             a.ready_at = None;
@@ -272,8 +266,9 @@ impl Scheduler {
         gained
     }
 
-    /// The index of an account by id.
-    pub fn index_of(&self, id: i64) -> Option<usize> {
+    /// Where the account with this id is in `accounts`: only for the moment of one call, never
+    /// held across one.
+    fn index_of(&self, id: i64) -> Option<usize> {
         self.accounts.iter().position(|a| a.id == id)
     }
 
@@ -320,11 +315,11 @@ impl Scheduler {
         }
     }
 
-    /// How many requests account `i` may send at `now` in one go, at most `max`: in `asap`
+    /// How many requests account `id` may send at `now` in one go, at most `max`: in `asap`
     /// mode as many as both windows have room for; in `spread` mode one.
-    pub fn burst(&self, i: usize, now: i64, max: usize) -> usize {
-        let a = &self.accounts[i];
-        let room_user = (self.limits.per_user as usize).saturating_sub(self.used(i, now));
+    pub fn burst(&self, id: i64, now: i64, max: usize) -> usize {
+        let Some(a) = self.account(id) else { return 0 };
+        let room_user = (self.limits.per_user as usize).saturating_sub(self.used(id, now));
         let room_app = (self.limits.per_app as usize).saturating_sub(self.app_used(now));
         let cap = match self.limits.pace {
             Pace::Spread => 1,
@@ -346,9 +341,9 @@ impl Scheduler {
         }
     }
 
-    /// Requests counted in account `i`'s window at `now`.
-    pub fn used(&self, i: usize, now: i64) -> usize {
-        in_window(&self.accounts[i].sends, now - self.limits.window_ms)
+    /// Requests counted in account `id`'s window at `now`.
+    pub fn used(&self, id: i64, now: i64) -> usize {
+        self.account(id).map_or(0, |a| in_window(&a.sends, now - self.limits.window_ms))
     }
 
     /// Requests counted in the app's window at `now`.
@@ -356,9 +351,9 @@ impl Scheduler {
         in_window(&self.app_sends, now - self.limits.window_ms)
     }
 
-    /// Account `i`'s oldest send still in the window (when a slot frees, plus the window).
-    pub fn oldest_send(&self, i: usize) -> Option<i64> {
-        self.accounts[i].sends.front().copied()
+    /// Account `id`'s oldest send still in the window (when a slot frees, plus the window).
+    pub fn oldest_send(&self, id: i64) -> Option<i64> {
+        self.account(id)?.sends.front().copied()
     }
 
     /// The earliest time the window of `sends` has room, given `limit`.
@@ -368,9 +363,9 @@ impl Scheduler {
         if n < limit { i64::MIN } else { sends[n - limit] + window_ms }
     }
 
-    /// When account `i` may next send, ignoring the app (None: stopped or no work).
-    pub fn account_ready_at(&self, i: usize) -> Option<i64> {
-        let a = &self.accounts[i];
+    /// When account `id` may next send, ignoring the app (None: stopped or no work).
+    pub fn account_ready_at(&self, id: i64) -> Option<i64> {
+        let a = self.account(id)?;
         if a.stopped.is_some() {
             return None;
         }
@@ -402,7 +397,7 @@ impl Scheduler {
             return Decision::Idle;
         }
         let ready: Vec<(usize, i64)> =
-            with_work.iter().filter_map(|&i| self.account_ready_at(i).map(|t| (i, t))).collect();
+            with_work.iter().filter_map(|&i| self.account_ready_at(self.accounts[i].id).map(|t| (i, t))).collect();
         if ready.is_empty() {
             return Decision::Blocked;
         }
@@ -435,7 +430,7 @@ impl Scheduler {
                 continue;
             }
             total += a.queued;
-            let start = self.account_ready_at(i).unwrap_or(now).max(now);
+            let start = self.account_ready_at(a.id).unwrap_or(now).max(now);
             let spacing = self.limits.user_spacing(a.pace_factor);
             let used = in_window(&a.sends, start_of_window);
             let oldest = a.sends.iter().find(|&&t| t > start_of_window).copied();
@@ -509,6 +504,12 @@ fn finish_time(
 mod tests {
     use super::*;
 
+    /// Adds an account; its index in `accounts`.
+    fn add(s: &mut Scheduler, id: i64, name: &str, until: i64, why: &str, stop: Option<String>, pace: f64) -> usize {
+        s.add_account(id, name, until, why, stop, pace);
+        s.accounts.len() - 1
+    }
+
     fn limits(pace: Pace) -> Limits {
         Limits { per_user: 400, per_app: 1000, window_ms: 86_400_000, pace }
     }
@@ -550,7 +551,7 @@ mod tests {
     fn three_accounts(pace: Pace) -> Scheduler {
         let mut s = Scheduler::new(limits(pace), 7);
         for id in 1..=3 {
-            let i = s.add_account(id, &format!("a{id}"), 0, "", None, 1.0);
+            let i = add(&mut s, id, &format!("a{id}"), 0, "", None, 1.0);
             s.accounts[i].ready_at = Some(0);
             s.accounts[i].queued = 100_000;
         }
@@ -580,13 +581,13 @@ mod tests {
     #[test]
     fn spread_spaces_requests_and_asap_bursts() {
         let mut s = Scheduler::new(limits(Pace::Spread), 1);
-        let i = s.add_account(1, "a", 0, "", None, 1.0);
+        let i = add(&mut s, 1, "a", 0, "", None, 1.0);
         s.accounts[i].ready_at = Some(0);
         let sends = simulate(&mut s, 3_600_000);
         // One every 216 s less at most 5% jitter: 17 in the first hour, not 400.
         assert!((16..=18).contains(&sends[0].len()), "{}", sends[0].len());
         let mut s = Scheduler::new(limits(Pace::Asap), 1);
-        let i = s.add_account(1, "a", 0, "", None, 1.0);
+        let i = add(&mut s, 1, "a", 0, "", None, 1.0);
         s.accounts[i].ready_at = Some(0);
         assert_eq!(simulate(&mut s, 3_600_000)[0].len(), 400);
     }
@@ -594,7 +595,7 @@ mod tests {
     #[test]
     fn history_from_the_ledger_closes_the_window_after_a_restart() {
         let mut s = Scheduler::new(limits(Pace::Asap), 1);
-        let i = s.add_account(1, "a", 0, "", None, 1.0);
+        let i = add(&mut s, 1, "a", 0, "", None, 1.0);
         s.accounts[i].ready_at = Some(0);
         for k in 0..400 {
             s.load_send(1, 1_000 + k);
@@ -605,8 +606,8 @@ mod tests {
     #[test]
     fn pauses_stops_and_no_work() {
         let mut s = Scheduler::new(limits(Pace::Asap), 1);
-        let a = s.add_account(1, "a", 50_000, "429", None, 1.0);
-        let b = s.add_account(2, "b", 0, "", Some("locked".into()), 1.0);
+        let a = add(&mut s, 1, "a", 50_000, "429", None, 1.0);
+        let b = add(&mut s, 2, "b", 0, "", Some("locked".into()), 1.0);
         assert_eq!(s.decide(0), Decision::Idle);
         s.accounts[b].ready_at = Some(0);
         assert_eq!(s.decide(0), Decision::Blocked);
@@ -619,7 +620,7 @@ mod tests {
     fn the_app_window_holds_back_every_account() {
         let mut s = Scheduler::new(Limits { per_user: 10, per_app: 15, window_ms: 1_000, pace: Pace::Asap }, 1);
         for id in 1..=2 {
-            let i = s.add_account(id, "x", 0, "", None, 1.0);
+            let i = add(&mut s, id, "x", 0, "", None, 1.0);
             s.accounts[i].ready_at = Some(0);
         }
         let sends = simulate(&mut s, 1_000);
@@ -629,13 +630,13 @@ mod tests {
     #[test]
     fn eta_follows_the_limits() {
         let mut s = Scheduler::new(limits(Pace::Spread), 1);
-        let i = s.add_account(1, "a", 0, "", None, 1.0);
+        let i = add(&mut s, 1, "a", 0, "", None, 1.0);
         s.accounts[i].ready_at = Some(0);
         s.accounts[i].queued = 401;
         // 401 requests at 216 s apart (the window with margin / 400): 400 gaps.
         assert_eq!(s.eta(0), Some(400 * 216_000));
         let mut s = Scheduler::new(limits(Pace::Asap), 1);
-        let i = s.add_account(1, "a", 0, "", None, 1.0);
+        let i = add(&mut s, 1, "a", 0, "", None, 1.0);
         s.accounts[i].ready_at = Some(0);
         s.accounts[i].queued = 401;
         assert_eq!(s.eta(0), Some(86_400_000));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::Env;
 use followq::sandbox::{Faults, Sandbox, Scripted};
-use followq::store::Store;
+use followq::store::{AttemptResult, Store};
 use serde_json::Value;
 
 const WINDOW_10S: &str = "[limits]\nper_user = 100\nper_app = 300\nwindow = \"10s\"\npace = \"asap\"\n";
@@ -71,7 +71,7 @@ async fn sigint_records_what_is_in_flight_and_exits_4() {
     assert_eq!(store.open_attempts().await.unwrap(), 0, "the request out at the signal was recorded");
     assert!(store.job_counts().await.unwrap().iter().all(|c| c.state != "in_flight"));
     let log = store.attempt_log().await.unwrap();
-    assert!(!log.is_empty() && log.iter().all(|a| a.result.as_deref() == Some("transient")), "{log:?}");
+    assert!(!log.is_empty() && log.iter().all(|a| a.result == Some(AttemptResult::Transient)), "{log:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,7 +439,7 @@ async fn a_second_run_through_a_symlink_or_another_path_is_refused() {
     assert_eq!(wait(first).await.status.code(), Some(4));
     let store = Store::open(&env.db()).await.unwrap();
     let log = store.attempt_log().await.unwrap();
-    assert!(log.iter().all(|a| a.result.as_deref() != Some("unknown")), "no second run recovered: {log:?}");
+    assert!(log.iter().all(|a| a.result != Some(AttemptResult::Unknown)), "no second run recovered: {log:?}");
     assert_eq!(sb.stats().duplicate_creates, 0);
     assert_eq!(sb.stats().creates["alice"], log.len() as u64);
 }

@@ -1,6 +1,11 @@
-//! The runner against the in-process sandbox, with windows of seconds: outcomes, limits, rate,
-//! restarts, pauses, stops, skew, retries, shutdown. Figures come from the job table, the ledger
-//! and the sandbox's own stats.
+//! The runner against the in-process sandbox: outcomes, limits, rate, restarts, pauses, stops,
+//! skew, retries, shutdown. Figures come from the job table, the ledger and the sandbox's own
+//! stats.
+//!
+//! Most run on a virtual clock shared by the run and the sandbox: it stands still while requests
+//! are out and jumps to whatever the run waits for, so windows of a day and pauses of minutes take
+//! milliseconds. A few, marked `real time`, wait on the system clock end to end: a hang past the
+//! time-out, a stop mid-run, work arriving from outside, two dispatchers side by side.
 
 mod common;
 
@@ -10,8 +15,9 @@ use std::time::Duration;
 use followq::api::Client;
 use followq::config::{Pace, Settings};
 use followq::ingest::{self, Accounts, Input};
-use followq::sandbox::{Faults, Sandbox, Scripted};
-use followq::store::{AttemptRow, Store, now_ms};
+use followq::sandbox::{Config, Faults, Sandbox, Scripted};
+use followq::store::{AttemptResult, AttemptRow, Store, now_ms};
+use followq::time::Clock;
 use followq::worker::{self, Ending, Silent};
 use tokio_util::sync::CancellationToken;
 
@@ -20,15 +26,40 @@ struct Rig {
     store: Store,
     settings: Settings,
     sb: Sandbox,
+    clock: Clock,
 }
 
 impl Rig {
+    /// A run and a sandbox on one virtual clock.
     async fn new(accounts: &[&str], per_user: u32, per_app: u32, window: Duration) -> Rig {
-        let sb = common::sandbox(accounts, per_user, per_app, window).await;
+        Rig::on(Clock::virtual_now(), accounts, per_user, per_app, window).await
+    }
+
+    /// A run and a sandbox on the system clock.
+    async fn real_time(accounts: &[&str], per_user: u32, per_app: u32, window: Duration) -> Rig {
+        Rig::on(Clock::System, accounts, per_user, per_app, window).await
+    }
+
+    async fn on(clock: Clock, accounts: &[&str], per_user: u32, per_app: u32, window: Duration) -> Rig {
+        let config = Config { clock: clock.clone(), ..common::sandbox_config(accounts, per_user, per_app, window) };
+        let sb = Sandbox::start(config, 0).await.unwrap();
         let settings = common::settings(accounts, &sb.base_url(), per_user, per_app, window);
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("q.db")).await.unwrap();
-        Rig { _dir: dir, store, settings, sb }
+        Rig { _dir: dir, store, settings, sb, clock }
+    }
+
+    /// Now on the rig's clock.
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn client(&self) -> Client {
+        Client::with_clock(&self.settings, self.clock.clone()).unwrap()
+    }
+
+    fn options(&self, deadline: Option<i64>, seed: u64) -> worker::Options {
+        worker::Options { deadline, watch: false, seed, clock: self.clock.clone() }
     }
 
     /// Queues `account,screen_name` rows.
@@ -43,13 +74,14 @@ impl Rig {
     }
 
     async fn run_with(&self, shutdown: CancellationToken, deadline: Option<i64>) -> Ending {
-        let client = Client::new(&self.settings).unwrap();
-        let opts = worker::Options { deadline, watch: false, seed: 11 };
-        worker::run(&self.store, &self.settings, &client, shutdown, opts, &mut Silent).await.unwrap()
+        let opts = self.options(deadline, 11);
+        worker::run(&self.store, &self.settings, &self.client(), shutdown, opts, &mut Silent).await.unwrap()
     }
 
+    /// A run with a minute's deadline in real time; on a virtual clock, a month's.
     async fn run(&self) -> Ending {
-        self.run_with(CancellationToken::new(), Some(now_ms() + 60_000)).await
+        let deadline = if self.clock.is_virtual() { 30 * 86_400_000 } else { 60_000 };
+        self.run_with(CancellationToken::new(), Some(self.now() + deadline)).await
     }
 
     /// (account, target) → outcome or state.
@@ -146,8 +178,9 @@ fn window_shares(log: &[AttemptRow], window_ms: i64, limit: u32) -> Vec<f64> {
 }
 
 async fn rate_case(pace: Pace) {
-    // Two accounts of 10, an app of 15, per 1.5 s: the app binds. Enough work for 4+ windows.
-    let mut rig = Rig::new(&["alice", "bob"], 10, 15, Duration::from_millis(1500)).await;
+    // Two accounts of 10, an app of 15, per day (X's window): the app binds. Enough work for 4+
+    // windows.
+    let mut rig = Rig::new(&["alice", "bob"], 10, 15, Duration::from_secs(86_400)).await;
     rig.settings.limits.pace = pace;
     let mut all = numbered("alice", "a", 40);
     all.extend(numbered("bob", "b", 40));
@@ -182,7 +215,7 @@ async fn a_restart_takes_its_budget_from_the_ledger() {
     rig.queue(&numbered("alice", "r", 12)).await;
     // Stop right after the first burst, then start again at once, three times.
     for _ in 0..3 {
-        let ending = rig.run_with(CancellationToken::new(), Some(now_ms() + 300)).await;
+        let ending = rig.run_with(CancellationToken::new(), Some(rig.now() + 300)).await;
         assert_eq!(ending, Ending::Stopped);
     }
     assert_eq!(rig.run().await, Ending::Finished);
@@ -200,7 +233,7 @@ async fn a_spurious_429_waits_for_its_reset() {
     rig.queue(&all).await;
     assert_eq!(rig.run().await, Ending::Finished);
     let log = rig.log().await;
-    let limited = log.iter().find(|a| a.result.as_deref() == Some("rate_limited")).expect("the 429 was recorded");
+    let limited = log.iter().find(|a| a.result == Some(AttemptResult::RateLimited)).expect("the 429 was recorded");
     let reset_ms = limited.rl_reset.unwrap() * 1000;
     for a in log.iter().filter(|a| a.account == "alice" && a.id > limited.id) {
         assert!(a.sent_at >= reset_ms, "alice sent at {} before the reset {reset_ms}", a.sent_at);
@@ -222,7 +255,7 @@ async fn code_161_pauses_only_that_account() {
     assert_eq!(rig.run().await, Ending::Finished);
     let log = rig.log().await;
     let hit = log.iter().find(|a| a.error_code == Some(161)).unwrap();
-    assert_eq!(hit.result.as_deref(), Some("follow_limit"));
+    assert_eq!(hit.result, Some(AttemptResult::FollowLimit));
     let resumed = log.iter().filter(|a| a.account == "alice" && a.id > hit.id).map(|a| a.sent_at).min().unwrap();
     // Paused until its window frees: the 161 request itself leaves it 2 s (+margin) later.
     assert!(resumed - hit.sent_at >= 2_000, "alice resumed after {} ms", resumed - hit.sent_at);
@@ -279,7 +312,7 @@ async fn a_skewed_clock_is_corrected_from_date() {
     assert!(rig.outcomes().await.values().all(|o| o == "followed"));
     let log = rig.log().await;
     assert_eq!(
-        log.iter().filter(|a| a.result.as_deref() == Some("clock_skew")).count(),
+        log.iter().filter(|a| a.result == Some(AttemptResult::ClockSkew)).count(),
         1,
         "one 135, then every request is signed right"
     );
@@ -306,7 +339,8 @@ async fn transient_faults_retry_to_the_limit_then_fail() {
 
 #[tokio::test]
 async fn a_hang_is_retried_and_ends_already_following() {
-    let rig = Rig::new(&["alice"], 100, 300, Duration::from_secs(10)).await;
+    // Real time: the answer is held past the client's time-out.
+    let rig = Rig::real_time(&["alice"], 100, 300, Duration::from_secs(10)).await;
     rig.sb.set_faults(Faults { hang: 1.0, hang_for: Duration::from_secs(3), seed: 3, ..Faults::default() });
     rig.queue(&rows("alice", &["slowpoke"])).await;
     let stop = CancellationToken::new();
@@ -316,20 +350,21 @@ async fn a_hang_is_retried_and_ends_already_following() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         rig.sb.set_faults(Faults::default());
     };
-    let (ending, _) = tokio::join!(rig.run_with(s2, Some(now_ms() + 30_000)), sb_faults_off);
+    let (ending, _) = tokio::join!(rig.run_with(s2, Some(rig.now() + 30_000)), sb_faults_off);
     assert_eq!(ending, Ending::Finished);
     let out = rig.outcomes().await;
     let o = &out[&("alice".into(), "slowpoke".into())];
     assert!(o == "already_following" || o == "followed", "{o}");
     let log = rig.log().await;
-    assert_eq!(log[0].result.as_deref(), Some("transient"));
+    assert_eq!(log[0].result, Some(AttemptResult::Transient));
     assert_eq!(rig.sb.stats().follows["alice"], 1);
     drop(stop);
 }
 
 #[tokio::test]
 async fn stopping_mid_run_leaves_nothing_in_flight() {
-    let mut rig = Rig::new(&["alice", "bob"], 1000, 3000, Duration::from_secs(10)).await;
+    // Real time: stopped while requests are out.
+    let mut rig = Rig::real_time(&["alice", "bob"], 1000, 3000, Duration::from_secs(10)).await;
     rig.settings.run.concurrency = 8;
     rig.settings.limits.pace = Pace::Asap;
     rig.sb.set_faults(Faults { hang: 0.2, hang_for: Duration::from_secs(3), seed: 5, ..Faults::default() });
@@ -356,16 +391,15 @@ async fn stopping_mid_run_leaves_nothing_in_flight() {
 /// The fault suite: 10 % 503, 5 % 500, 2 % hangs, 2 % drops, 2 % spurious 429s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_faults_every_job_finishes_and_requests_match_the_retry_policy() {
-    // A 10 s window's margin (50 ms) is too short to claim ahead of the free slots.
     fault_case(4242, Duration::from_secs(10), None).await;
 }
 
-/// The same with claims taken ahead of the free slots (a margin of 4 s: a claim may wait 2 s for
-/// a slot): 3 s hangs make claims wait too long and come back unsent, and a 429 hands back the
-/// account's waiting claims. Unsent claims are in the ledger, marked, and never reach the API.
-/// (The window stays 10 s: a spurious 429 pauses its account until the window's reset.)
+/// The same with a long safety margin (4 s of a 10 s window). Every claim is sent the moment it
+/// is committed, so every attempt in the ledger reached the API, once, and none is marked unsent.
+/// (Before the single claim → send → record path, claims taken ahead of the free slots could
+/// wait too long and be handed back unsent.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn under_faults_with_claims_ahead_unsent_claims_never_reach_the_api() {
+async fn under_faults_with_a_long_margin_every_claim_reaches_the_api_once() {
     fault_case(4343, Duration::from_secs(10), Some("4s")).await;
 }
 
@@ -385,24 +419,16 @@ async fn fault_case(seed: u64, window: Duration, margin: Option<&str>) {
     all.extend(numbered("bob", "b", 100));
     all.extend(numbered("carol", "c", 100));
     rig.queue(&all).await;
-    assert_eq!(rig.run_with(CancellationToken::new(), Some(now_ms() + 120_000)).await, Ending::Finished);
+    assert_eq!(rig.run_with(CancellationToken::new(), Some(rig.now() + 120_000)).await, Ending::Finished);
     rig.assert_clean().await;
 
-    let all = rig.log().await;
+    let log = rig.log().await;
     let st = rig.sb.stats();
-    // Claims handed back unsent: each one's job was claimed again later.
-    let (unsent, log): (Vec<AttemptRow>, Vec<AttemptRow>) =
-        all.into_iter().partition(|a| a.message.starts_with("not sent"));
-    for u in &unsent {
-        assert_eq!(u.result.as_deref(), Some("transient"), "{u:?}");
-        assert!(log.iter().any(|a| a.job_id == u.job_id && a.id > u.id), "unsent and never claimed again: {u:?}");
-    }
-    if margin.is_some() {
-        assert!(!unsent.is_empty(), "seed {seed}: the hangs should have made some claims wait too long");
-    }
-    // Every request the sandbox saw is in the ledger, and every other ledger entry was a request.
+    assert!(log.iter().all(|a| !a.message.starts_with("not sent")), "seed {seed}: a claim was not sent");
+    // Every request the sandbox saw is in the ledger, and every ledger entry was a request.
     assert_eq!(st.creates.values().sum::<u64>(), log.len() as u64, "seed {seed}");
-    let terminal = |r: &str| !matches!(r, "transient" | "rate_limited" | "unknown" | "clock_skew");
+    use AttemptResult::{ClockSkew, RateLimited, Transient, Unknown};
+    let terminal = |r: &AttemptResult| !matches!(r, Transient | RateLimited | Unknown | ClockSkew);
     let mut by_job: HashMap<i64, Vec<&AttemptRow>> = HashMap::new();
     for a in &log {
         by_job.entry(a.job_id).or_default().push(a);
@@ -410,12 +436,12 @@ async fn fault_case(seed: u64, window: Duration, margin: Option<&str>) {
     let out = rig.outcomes().await;
     assert_eq!(by_job.len(), 300);
     for (job, attempts) in &by_job {
-        let results: Vec<&str> = attempts.iter().map(|a| a.result.as_deref().unwrap()).collect();
+        let results: Vec<AttemptResult> = attempts.iter().map(|a| a.result.unwrap()).collect();
         let (last, before) = results.split_last().unwrap();
         // Nothing after a terminal answer, and only retryable answers before it.
         assert!(before.iter().all(|r| !terminal(r)), "job {job}: {results:?}");
-        let transient = results.iter().filter(|r| **r == "transient").count();
-        if *last == "transient" {
+        let transient = results.iter().filter(|r| **r == Transient).count();
+        if *last == Transient {
             assert_eq!(transient, 3, "job {job} failed before its retry limit: {results:?}");
         } else {
             assert!(terminal(last) && transient < 3, "job {job}: {results:?}");
@@ -426,7 +452,7 @@ async fn fault_case(seed: u64, window: Duration, margin: Option<&str>) {
     }
     // No storm after a 429: once its answer was recorded, that account sent nothing until the
     // reset. (Requests already out when it came back were sent before anyone knew.)
-    for limited in log.iter().filter(|a| a.result.as_deref() == Some("rate_limited")) {
+    for limited in log.iter().filter(|a| a.result == Some(AttemptResult::RateLimited)) {
         let reset = limited.rl_reset.unwrap() * 1000;
         let known = limited.finished_at.unwrap();
         let early: Vec<_> = log
@@ -437,9 +463,8 @@ async fn fault_case(seed: u64, window: Duration, margin: Option<&str>) {
     }
     let failed = out.values().filter(|o| *o == "failed").count();
     eprintln!(
-        "fault suite seed {seed}: {} requests ({} claims unsent) for 300 jobs, faults {:?}, {failed} failed after 3 tries, 0 violations",
+        "fault suite seed {seed}: {} requests for 300 jobs, faults {:?}, {failed} failed after 3 tries, 0 violations",
         log.len(),
-        unsent.len(),
         st.faults
     );
 }
@@ -448,25 +473,26 @@ async fn fault_case(seed: u64, window: Duration, margin: Option<&str>) {
 /// would): the ledger check in each claim keeps them together within every budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_dispatchers_on_one_ledger_never_exceed_a_budget() {
-    let mut rig = Rig::new(&["alice", "bob"], 8, 12, Duration::from_secs(2)).await;
+    // Real time: two dispatchers on one virtual clock would move it under each other's requests.
+    let mut rig = Rig::real_time(&["alice", "bob"], 8, 12, Duration::from_secs(2)).await;
     rig.settings.limits.pace = Pace::Asap;
     rig.settings.run.concurrency = 4;
     let mut all = numbered("alice", "a", 30);
     all.extend(numbered("bob", "b", 30));
     rig.queue(&all).await;
     let second = Store::open(&rig._dir.path().join("q.db")).await.unwrap();
-    let client = Client::new(&rig.settings).unwrap();
-    let deadline = Some(now_ms() + 60_000);
+    let client = rig.client();
+    let deadline = Some(rig.now() + 60_000);
     let (mut silent_one, mut silent_two) = (Silent, Silent);
     // Recovered once, as `run` would at start; then neither may take the other's requests in
     // flight for a crash's.
-    rig.store.recover().await.unwrap();
+    rig.store.recover(rig.now()).await.unwrap();
     let one = worker::work_off(
         &rig.store,
         &rig.settings,
         &client,
         CancellationToken::new(),
-        worker::Options { deadline, watch: false, seed: 1 },
+        rig.options(deadline, 1),
         &mut silent_one,
     );
     let two = worker::work_off(
@@ -474,7 +500,7 @@ async fn two_dispatchers_on_one_ledger_never_exceed_a_budget() {
         &rig.settings,
         &client,
         CancellationToken::new(),
-        worker::Options { deadline, watch: false, seed: 2 },
+        rig.options(deadline, 2),
         &mut silent_two,
     );
     let (a, b) = tokio::join!(one, two);
@@ -498,7 +524,7 @@ async fn code_226_cools_the_account_down_and_slows_it() {
     assert_eq!(rig.run().await, Ending::Finished);
     let log = rig.log().await;
     let hit = log.iter().find(|a| a.error_code == Some(226)).expect("the 226 was recorded");
-    assert_eq!(hit.result.as_deref(), Some("automated"));
+    assert_eq!(hit.result, Some(AttemptResult::Automated));
     let alice_sends: Vec<i64> = log.iter().filter(|a| a.account == "alice").map(|a| a.sent_at).collect();
     // The cool-down: a 24th of the window (167 ms) before alice's next request...
     assert!(alice_sends[1] - hit.sent_at >= 4_000 / 24, "resumed after {} ms", alice_sends[1] - hit.sent_at);
@@ -517,7 +543,8 @@ async fn code_226_cools_the_account_down_and_slows_it() {
 #[tokio::test]
 async fn jobs_queued_from_outside_during_a_run_are_sent_before_it_finishes() {
     // 300 ms between alice's requests: five jobs keep the run going for over a second.
-    let mut rig = Rig::new(&["alice", "bob"], 20, 100, Duration::from_secs(6)).await;
+    // Real time: the import comes from outside while the run paces.
+    let mut rig = Rig::real_time(&["alice", "bob"], 20, 100, Duration::from_secs(6)).await;
     rig.settings.limits.pace = Pace::Spread;
     rig.queue(&numbered("alice", "first", 5)).await;
     let other = Store::open(&rig._dir.path().join("q.db")).await.unwrap();
@@ -544,7 +571,7 @@ async fn the_run_ends_when_its_last_job_is_answered_not_a_pacing_gap_later() {
     let mut rig = Rig::new(&["alice"], 4, 100, Duration::from_secs(60)).await;
     rig.settings.limits.pace = Pace::Spread;
     rig.queue(&numbered("alice", "only", 1)).await;
-    let ending = rig.run_with(CancellationToken::new(), Some(now_ms() + 5_000)).await;
+    let ending = rig.run_with(CancellationToken::new(), Some(rig.now() + 5_000)).await;
     assert_eq!(ending, Ending::Finished, "the run waited for the next slot of an empty queue");
     assert_eq!(rig.outcomes().await[&("alice".to_string(), "only0".to_string())], "followed");
     rig.assert_clean().await;

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-pub use crate::model::Outcome;
+pub use crate::model::{AttemptResult, Outcome};
 
 /// What to do about an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,17 +28,17 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// The attempt's `result` column.
-    pub fn result(&self) -> &'static str {
+    /// What the attempt's answer was.
+    pub fn result(&self) -> AttemptResult {
         match self {
-            Verdict::Done(o) => o.as_str(),
-            Verdict::RateLimited { .. } => "rate_limited",
-            Verdict::FollowLimit => "follow_limit",
-            Verdict::Automated => "automated",
-            Verdict::AccountStopped(_) => "account_stopped",
-            Verdict::AppStopped(_) => "app_stopped",
-            Verdict::ClockSkew => "clock_skew",
-            Verdict::Transient(_) => "transient",
+            Verdict::Done(o) => AttemptResult::finishing(*o).unwrap_or(AttemptResult::Transient),
+            Verdict::RateLimited { .. } => AttemptResult::RateLimited,
+            Verdict::FollowLimit => AttemptResult::FollowLimit,
+            Verdict::Automated => AttemptResult::Automated,
+            Verdict::AccountStopped(_) => AttemptResult::AccountStopped,
+            Verdict::AppStopped(_) => AttemptResult::AppStopped,
+            Verdict::ClockSkew => AttemptResult::ClockSkew,
+            Verdict::Transient(_) => AttemptResult::Transient,
         }
     }
 }

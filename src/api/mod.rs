@@ -5,12 +5,13 @@ pub mod oauth;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use reqwest::header::{AUTHORIZATION, DATE, HeaderMap};
 
 use crate::config::{Account, Settings};
 use crate::model::TargetKind;
+use crate::time::Clock;
 
 /// The bodies kept from an answer are cut to this size: enough to see what went wrong.
 const MAX_BODY: usize = 4096;
@@ -48,6 +49,8 @@ pub struct Client {
     timeout: Duration,
     /// Seconds to add to the local clock when signing (learned from a 401 code 135).
     offset: Arc<AtomicI64>,
+    /// The local clock that signatures are stamped from.
+    clock: Clock,
 }
 
 /// Installs rustls's ring provider once (reqwest is built without a default provider); call it
@@ -61,8 +64,13 @@ pub fn install_crypto() {
 }
 
 impl Client {
-    /// A client for the configured API and app.
+    /// A client for the configured API and app, stamping signatures from the system clock.
     pub fn new(settings: &Settings) -> Result<Client, Error> {
+        Client::with_clock(settings, Clock::System)
+    }
+
+    /// A client that stamps signatures from `clock` (a test's clock, shared with its sandbox).
+    pub fn with_clock(settings: &Settings, clock: Clock) -> Result<Client, Error> {
         install_crypto();
         // No reqwest `.timeout()`: its clock runs on while the process is stopped, so an answer
         // that arrived meanwhile was dropped as a time-out and the follow sent again. `send`
@@ -86,6 +94,7 @@ impl Client {
             consumer_secret: settings.app.consumer_secret.clone(),
             timeout: settings.api.timeout,
             offset: Arc::new(AtomicI64::new(0)),
+            clock,
         })
     }
 
@@ -101,7 +110,7 @@ impl Client {
     }
 
     fn timestamp(&self) -> u64 {
-        let local = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let local = self.clock.now_ms().div_euclid(1000);
         (local + self.clock_offset()).max(1) as u64
     }
 

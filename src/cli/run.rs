@@ -112,7 +112,12 @@ pub async fn work(
     let totals = start_totals(store).await?;
     let names: Vec<(i64, String)> = store.accounts().await?.into_iter().map(|a| (a.id, a.name)).collect();
     let mut bars = Bars::new(&names, totals, !args.no_progress);
-    let opts = worker::Options { deadline, watch: args.watch, seed: args.seed.unwrap_or_else(rand::random) };
+    let opts = worker::Options {
+        deadline,
+        watch: args.watch,
+        seed: args.seed.unwrap_or_else(rand::random),
+        clock: crate::time::Clock::System,
+    };
     let started = now_ms();
     // `--watch`: the inbox watcher imports beside the run; the run takes its jobs in from the
     // database. It stops with the run.

@@ -125,7 +125,7 @@ pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
     let per_app = sched.limits.per_app;
     // The app's next slot only when some account could use it.
     let app_next =
-        (0..sched.accounts().len()).any(|i| sched.account_ready_at(i).is_some()).then(|| sched.app_ready_at().max(now));
+        sched.accounts().iter().any(|a| sched.account_ready_at(a.id).is_some()).then(|| sched.app_ready_at().max(now));
     Ok(Report {
         now,
         window_ms: sched.limits.window_ms,
@@ -148,10 +148,9 @@ fn account_statuses(
     now: i64,
 ) -> Vec<AccountStatus> {
     let mut out = Vec::new();
-    for i in 0..sched.accounts().len() {
-        let used = sched.used(i, now);
-        let next = sched.account_ready_at(i).map(|t| t.max(sched.app_ready_at()).max(now));
-        let a = &sched.accounts()[i];
+    for a in sched.accounts() {
+        let used = sched.used(a.id, now);
+        let next = sched.account_ready_at(a.id).map(|t| t.max(sched.app_ready_at()).max(now));
         let jobs = per.remove(&a.name).unwrap_or_default();
         let configured = ctx.settings.account(&a.name).is_some();
         if !configured && jobs.total == 0 {

@@ -115,6 +115,31 @@ pub fn sign(base: &str, consumer_secret: &str, token_secret: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// The nonces seen, each with its request's timestamp: a nonce may be used once while its
+/// timestamp could still be accepted.
+#[derive(Debug, Default)]
+pub struct Nonces {
+    seen: std::collections::HashSet<(String, String)>,
+    by_time: std::collections::VecDeque<(i64, String, String)>,
+}
+
+impl Nonces {
+    /// True the first time `nonce` comes with consumer key `ck`; forgets nonces whose
+    /// timestamps are older than `forget_before` (epoch seconds).
+    pub fn first_use(&mut self, ck: &str, nonce: &str, timestamp: i64, forget_before: i64) -> bool {
+        while self.by_time.front().is_some_and(|(t, _, _)| *t < forget_before) {
+            if let Some((_, c, n)) = self.by_time.pop_front() {
+                self.seen.remove(&(c, n));
+            }
+        }
+        if !self.seen.insert((ck.to_string(), nonce.to_string())) {
+            return false;
+        }
+        self.by_time.push_back((timestamp, ck.to_string(), nonce.to_string()));
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

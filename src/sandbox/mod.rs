@@ -3,9 +3,11 @@
 //! it saw (`GET /_sandbox/stats`). Binds 127.0.0.1 only; stops when its handle is dropped.
 
 pub mod auth;
-mod state;
+mod limits;
+mod world;
 
-pub use state::{Faults, Stats};
+pub use limits::{Faults, parse_faults};
+pub use world::{MaxInWindow, Stats};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use state::{Reply, World};
+use crate::time::Clock;
+
+use world::{Reply, World};
 
 /// A scripted answer: HTTP status and X error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +54,9 @@ pub struct Config {
     /// Allowed difference between oauth_timestamp and the sandbox clock.
     pub max_skew_secs: i64,
     pub faults: Faults,
+    /// The clock its windows, resets, `Date` headers and timestamp checks read (a test shares
+    /// its virtual clock with the run it serves).
+    pub clock: Clock,
 }
 
 impl Default for Config {
@@ -66,6 +73,7 @@ impl Default for Config {
             visible_after: Duration::ZERO,
             max_skew_secs: 300,
             faults: Faults::default(),
+            clock: Clock::System,
         }
     }
 }
@@ -155,7 +163,7 @@ async fn api_handler(
         .get(header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok())
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    let request = state::Request {
+    let request = world::Request {
         method: method.as_str().to_string(),
         base_uri: format!("http://{host}{}", uri.path()),
         path: uri.path().to_string(),
@@ -177,30 +185,4 @@ async fn api_handler(
             Response::builder().status(StatusCode::OK).body(Body::from_stream(stream)).unwrap_or_default()
         }
     }
-}
-
-/// Parses a fault spec: `503=0.1,500=0.05,hang=0.02,drop=0.02,429=0.02,seed=42,hang_for=5s`.
-pub fn parse_faults(spec: &str) -> Result<Faults, String> {
-    let mut f = Faults::default();
-    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').ok_or_else(|| format!("'{part}': expected key=value"))?;
-        let rate = || -> Result<f64, String> {
-            let r: f64 = v.parse().map_err(|_| format!("'{part}': '{v}' is not a number"))?;
-            if (0.0..=1.0).contains(&r) { Ok(r) } else { Err(format!("'{part}': a rate is between 0 and 1")) }
-        };
-        match k {
-            "503" => f.p503 = rate()?,
-            "500" => f.p500 = rate()?,
-            "hang" => f.hang = rate()?,
-            "drop" => f.drop = rate()?,
-            "429" => f.p429 = rate()?,
-            "seed" => f.seed = v.parse().map_err(|_| format!("'{part}': seed is a whole number"))?,
-            "hang_for" => f.hang_for = humantime::parse_duration(v).map_err(|e| format!("'{part}': {e}"))?,
-            _ => return Err(format!("'{k}': unknown fault (503, 500, hang, drop, 429, seed, hang_for)")),
-        }
-    }
-    if f.p503 + f.p500 + f.hang + f.drop + f.p429 > 1.0 {
-        return Err("fault rates add up to more than 1".into());
-    }
-    Ok(f)
 }

@@ -5,12 +5,12 @@ mod imports;
 mod jobs;
 mod ledger;
 
-pub use crate::model::{NewJob, TargetKind};
+pub use crate::model::{AttemptResult, NewJob, Outcome, TargetKind};
 pub use imports::ImportRow;
 pub use jobs::{COMMIT_EVERY, CountRow, ExportRow, INSERT_BATCH, ImportSession};
 pub use ledger::{
-    AttemptRow, Claim, ClaimAsk, ClaimResult, LedgerSnapshot, Record, RecordAccount, RecordJob, Recovered, WindowView,
-    Writer,
+    Ask, AttemptRow, Budget, Claim, ClaimResult, LedgerSnapshot, RECORD_BATCH, Record, RecordAccount, RecordJob,
+    Recovered, Written,
 };
 
 use std::collections::HashMap;
@@ -324,7 +324,7 @@ async fn connect(
         .foreign_keys(true)
         .pragma("cache_size", "-8192")
         .pragma("temp_store", "memory")
-        // sqlx warns of any statement over a second with its whole text: a turn that waited
+        // sqlx warns of any statement over a second with its whole text: a claim that waited
         // for an import's lock, or a migration, would print pages of SQL to the user.
         .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
     let pool = SqlitePoolOptions::new()

@@ -2,15 +2,13 @@
 //! the account (161, 226, 429, stops) — decided at a given `now`, so every policy is tested in
 //! microseconds.
 
-use std::sync::Arc;
-
 use rand::Rng;
 
-use super::Done;
 use crate::api::classify::{self, Outcome, Verdict};
 use crate::api::{self, Client};
 use crate::config::Account;
-use crate::store::{Claim, Record, RecordAccount, RecordJob, now_ms};
+use crate::store::{Claim, Record, RecordAccount, RecordJob};
+use crate::time::Clock;
 
 /// A cooldown after code 226 ("looks automated"), as a share of the window (1 h of 24 h).
 pub(super) const COOLDOWN_SHARE: f64 = 1.0 / 24.0;
@@ -19,6 +17,8 @@ pub(super) const COOLDOWN_SHARE: f64 = 1.0 / 24.0;
 #[derive(Clone)]
 pub(super) struct TaskCtx {
     pub(super) client: Client,
+    /// What "now" is when an answer comes back.
+    pub(super) clock: Clock,
     pub(super) retry: crate::config::RetrySettings,
     /// How long a code 226 pauses the account.
     pub(super) cooldown_ms: i64,
@@ -30,10 +30,10 @@ pub(super) struct TaskCtx {
 
 impl TaskCtx {
     /// Sends one request and works out what its answer means; the dispatcher records it.
-    pub(super) async fn attempt(self, account: Arc<Account>, claim: Claim) -> Done {
-        let result = self.client.follow(&account, claim.kind, &claim.target, claim.notify).await;
-        let (verdict, record) = self.decide(&claim, result, now_ms());
-        Done { record, verdict, at: std::time::Instant::now() }
+    pub(super) async fn attempt(&self, account: &Account, claim: &Claim) -> (Record, Verdict) {
+        let result = self.client.follow(account, claim.kind, &claim.target, claim.notify).await;
+        let (verdict, record) = self.decide(claim, result, self.clock.now_ms());
+        (record, verdict)
     }
 
     /// The record for an answer (or a transport failure) that came back at `now`.
@@ -151,6 +151,7 @@ mod tests {
         settings.retry.max_attempts = 5;
         TaskCtx {
             client: Client::new(&settings).unwrap(),
+            clock: Clock::virtual_at(NOW),
             retry: settings.retry.clone(),
             cooldown_ms: HOUR,
             pace_factor: 2.0,

@@ -1,5 +1,5 @@
-//! The sandbox's world: users, follows, rolling windows, nonces, faults and the statistics.
-//! Pure apart from the clock: every answer is decided here under one lock.
+//! The sandbox's world: users, follows, the answers X gives, and the statistics. Pure apart
+//! from the clock it is configured with: every answer is decided here under one lock.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,28 +10,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use serde_json::json;
 
+use super::limits::{Fault, Faults, Window};
 use super::{Config, Scripted, auth};
-
-/// Fault rates (0–1 each) and their seed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Faults {
-    pub p503: f64,
-    pub p500: f64,
-    /// Apply the follow, then answer only after `hang_for` (past the client's timeout).
-    pub hang: f64,
-    /// Drop the connection without applying the follow.
-    pub drop: f64,
-    /// A spurious 429 with a reset a second or two away.
-    pub p429: f64,
-    pub seed: u64,
-    pub hang_for: Duration,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Faults { p503: 0.0, p500: 0.0, hang: 0.0, drop: 0.0, p429: 0.0, seed: 0, hang_for: Duration::from_secs(40) }
-    }
-}
 
 /// What the sandbox saw.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -124,42 +104,11 @@ fn user_for_id(id: u64) -> User {
     User { id, screen_name: format!("user{id}") }
 }
 
-/// A rolling window of request times.
-#[derive(Default)]
-struct Window {
-    times: VecDeque<i64>,
-    max: u64,
-}
-
-impl Window {
-    /// Counts a request at `now` (ms); returns how many came before it in the window, where
-    /// the edge is moved in by `grace`.
-    fn count(&mut self, now: i64, window: i64, grace: i64) -> usize {
-        while self.times.front().is_some_and(|&t| t <= now - window) {
-            self.times.pop_front();
-        }
-        // Times arrive in order (one lock, one clock), so the window's edge is a binary search.
-        let edge = self.times.partition_point(|&t| t <= now - window + grace);
-        let before = self.times.len() - edge;
-        self.times.push_back(now);
-        self.max = self.max.max(self.times.len() as u64);
-        before
-    }
-
-    /// When the window next has room below `limit` (ms).
-    fn frees_at(&self, limit: u32, window: i64) -> i64 {
-        let n = self.times.len();
-        let limit = limit as usize;
-        if n < limit { 0 } else { self.times[n - limit] + window }
-    }
-}
-
 /// Everything the sandbox remembers.
 pub struct World {
     pub config: Config,
     rng: StdRng,
-    nonces: HashSet<(String, String)>,
-    nonce_times: VecDeque<(i64, String, String)>,
+    nonces: auth::Nonces,
     user_windows: HashMap<String, Window>,
     app_windows: HashMap<String, Window>,
     /// (token, user id) → when followed.
@@ -207,8 +156,7 @@ impl World {
         World {
             config,
             rng: StdRng::seed_from_u64(seed),
-            nonces: HashSet::new(),
-            nonce_times: VecDeque::new(),
+            nonces: auth::Nonces::default(),
             user_windows: HashMap::new(),
             app_windows: HashMap::new(),
             follows: HashMap::new(),
@@ -259,10 +207,9 @@ impl World {
         self.config.tokens.get(token).map(|(_, n)| n.clone()).unwrap_or_else(|| token.to_string())
     }
 
-    /// The sandbox clock (ms), with its configured offset.
+    /// The sandbox clock (ms): the configured clock with its offset.
     fn now_ms(&self) -> i64 {
-        let local = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        local + self.config.clock_offset * 1000
+        self.config.clock.now_ms() + self.config.clock_offset * 1000
     }
 
     fn answer(&mut self, status: u16, body: String, headers: Vec<(&'static str, String)>) -> Answer {
@@ -360,17 +307,10 @@ impl World {
             self.stats.bad_signatures += 1;
             return Err(self.error(401, 32));
         }
-        // A nonce may be used once per timestamp window; remember them for twice the skew.
-        while self.nonce_times.front().is_some_and(|(t, _, _)| *t < now / 1000 - 2 * self.config.max_skew_secs) {
-            if let Some((_, c, n)) = self.nonce_times.pop_front() {
-                self.nonces.remove(&(c, n));
-            }
-        }
-        if !self.nonces.insert((ck.clone(), nonce.clone())) {
+        if !self.nonces.first_use(&ck, &nonce, ts, now / 1000 - 2 * self.config.max_skew_secs) {
             self.stats.bad_signatures += 1;
             return Err(self.error(401, 32));
         }
-        self.nonce_times.push_back((ts, ck, nonce));
         Ok((token, request_params))
     }
 
@@ -403,47 +343,39 @@ impl World {
         if let Some(s) = self.scripts.get_mut(token).and_then(|q| q.pop_front()) {
             return self.error(s.status, s.code);
         }
-        // Faults, by one roll against the stacked rates.
-        let f = self.config.faults.clone();
-        let roll: f64 = self.rng.random();
-        let mut edge = 0.0;
-        let mut hit = |p: f64| {
-            edge += p;
-            roll < edge
-        };
-        if hit(f.p503) {
-            *self.stats.faults.entry("503".into()).or_default() += 1;
-            return self.error(503, 130);
+        let fault = self.config.faults.roll(&mut self.rng);
+        if let Some(f) = fault {
+            *self.stats.faults.entry(f.name().into()).or_default() += 1;
         }
-        if hit(f.p500) {
-            *self.stats.faults.entry("500".into()).or_default() += 1;
-            return self.error(500, 131);
-        }
-        if hit(f.p429) {
-            *self.stats.faults.entry("429".into()).or_default() += 1;
-            let reset = now / 1000 + 1 + self.rng.random_range(0..2);
-            let headers = vec![
-                ("x-rate-limit-limit", self.config.per_user.to_string()),
-                ("x-rate-limit-remaining", "0".to_string()),
-                ("x-rate-limit-reset", reset.to_string()),
-            ];
-            let body = error_body(88, message_for(88));
-            return Reply::Answer(self.answer(429, body, headers));
-        }
-        if hit(f.drop) {
-            *self.stats.faults.entry("drop".into()).or_default() += 1;
-            *self.stats.by_status.entry(0).or_default() += 1;
-            return Reply::Drop;
-        }
-        let hang = hit(f.hang);
-        let reply = self.follow(token, params, now);
-        if hang {
-            *self.stats.faults.entry("hang".into()).or_default() += 1;
-            if let Reply::Answer(a) = reply {
-                return Reply::Hang(f.hang_for, a);
+        match fault {
+            Some(Fault::P503) => return self.error(503, 130),
+            Some(Fault::P500) => return self.error(500, 131),
+            Some(Fault::P429) => return self.spurious_429(now),
+            Some(Fault::Drop) => {
+                *self.stats.by_status.entry(0).or_default() += 1;
+                return Reply::Drop;
             }
+            Some(Fault::Hang) | None => {}
+        }
+        let reply = self.follow(token, params, now);
+        if fault == Some(Fault::Hang)
+            && let Reply::Answer(a) = reply
+        {
+            return Reply::Hang(self.config.faults.hang_for, a);
         }
         reply
+    }
+
+    /// A 429 that no window explains, with a reset a second or two away.
+    fn spurious_429(&mut self, now: i64) -> Reply {
+        let reset = now / 1000 + 1 + self.rng.random_range(0..2);
+        let headers = vec![
+            ("x-rate-limit-limit", self.config.per_user.to_string()),
+            ("x-rate-limit-remaining", "0".to_string()),
+            ("x-rate-limit-reset", reset.to_string()),
+        ];
+        let body = error_body(88, message_for(88));
+        Reply::Answer(self.answer(429, body, headers))
     }
 
     /// Applies a follow and answers as X does.

@@ -142,19 +142,27 @@ fn reimporting_adds_nothing_and_dry_run_writes_nothing() {
     assert_eq!(imports[0]["added"], 0);
 }
 
+/// Writes `name` as a file that stopped changing a while ago (as an inbox file a one-shot import
+/// takes at once; how a file settles is tested in `ingest::inbox`).
+fn settled(e: &Env, name: &str, content: &str) {
+    let path = e.write(name, content);
+    let f = std::fs::File::options().append(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(5)).unwrap();
+}
+
 #[test]
 fn the_inbox_ingests_each_content_once() {
     let e = env();
-    e.write("jobs/inbox/one.csv", "account,screen_name\nalice,x1\nbob,x2\n");
+    settled(&e, "jobs/inbox/one.csv", "account,screen_name\nalice,x1\nbob,x2\n");
     let out = e.cmd().arg("import").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("one.csv: 2 rows read, 2 added"));
     // The same bytes under another name, and a partial copy, are not new.
-    e.write("jobs/inbox/copy.csv", "account,screen_name\nalice,x1\nbob,x2\n");
-    e.write("jobs/inbox/next.csv.part", "account,screen_name\nalice,x9\n");
+    settled(&e, "jobs/inbox/copy.csv", "account,screen_name\nalice,x1\nbob,x2\n");
+    settled(&e, "jobs/inbox/next.csv.part", "account,screen_name\nalice,x9\n");
     let out = e.cmd().arg("import").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("no new files"), "{}", String::from_utf8_lossy(&out.stdout));
-    e.write("jobs/inbox/two.csv", "account,screen_name\nalice,x3\n");
+    settled(&e, "jobs/inbox/two.csv", "account,screen_name\nalice,x3\n");
     let out = e.cmd().arg("import").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("two.csv: 1 rows read, 1 added") && !text.contains("one.csv"), "{text}");

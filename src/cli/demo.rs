@@ -1,6 +1,6 @@
-//! `followq demo`: the sandbox, the example list and a window compressed 3600× (24 h → 24 s):
-//! the whole thing — import, paced run with faults, summary, the sandbox's verdict — in about a
-//! minute, with nothing to configure.
+//! `followq demo`: the sandbox, the example list and a window compressed 3600× (24 h → 24 s;
+//! `--window` compresses it more or less): the whole thing — import, paced run with faults,
+//! summary, the sandbox's verdict — in about a minute, with nothing to configure.
 
 use std::time::Duration;
 
@@ -23,6 +23,18 @@ pub struct Args {
     /// No progress bars
     #[arg(long)]
     pub no_progress: bool,
+    /// The length X's 24 hours are compressed into (at least 1s)
+    #[arg(long, default_value = "24s", value_parser = parse_window)]
+    pub window: Duration,
+}
+
+/// A `--window`: a duration of a second to a day.
+fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+        return Err(format!("{s}: the demo's window is between 1s and 24h"));
+    }
+    Ok(d)
 }
 
 /// Runs `demo`.
@@ -40,8 +52,10 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
     let mut settings = demo_settings(&["alice", "bob", "carol"]);
-    settings.limits.window = Duration::from_secs(24);
-    settings.limits.margin = Duration::from_millis(120); // 0.5 %
+    settings.limits.window = args.window;
+    settings.limits.margin = args.window / 200; // 0.5 %
+    let window = human_ms(args.window.as_millis() as i64);
+    let factor = 86_400.0 / args.window.as_secs_f64();
     settings.api.timeout = Duration::from_secs(2);
     settings.retry.base = Duration::from_millis(200);
     settings.retry.max = Duration::from_secs(3);
@@ -63,7 +77,7 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let sb = Sandbox::start(sb_config, 0).await?;
     settings.api.base_url = sb.base_url();
     crate::outln!(
-        "followq demo: sandbox on {} | limits {} per account, {} per app, per 24 s (24 h compressed 3600x)",
+        "followq demo: sandbox on {} | limits {} per account, {} per app, per {window} (24 h compressed {factor:.0}x)",
         sb.base_url(),
         settings.limits.per_user,
         settings.limits.per_app
@@ -118,7 +132,7 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     crate::outln!("    (status 0: no HTTP answer at all — the connections the sandbox dropped on purpose)");
     crate::outln!("  faults injected {:?}", st.faults);
     crate::outln!(
-        "  most requests in any 24 s window: app {} (limit {}), per account {:?} (limit {})",
+        "  most requests in any {window} window: app {} (limit {}), per account {:?} (limit {})",
         st.max_in_window.app,
         settings.limits.per_app,
         st.max_in_window.per_account,

@@ -21,8 +21,9 @@ use crate::config::Settings;
 use crate::store::Store;
 use crate::text::printable;
 
-/// How often `run --watch` looks at the inbox.
-pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// How often `run --watch` looks at the inbox: a folder listing and a `stat` per file, cheap
+/// enough every second, so a dropped file starts as soon as it has settled.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// `run --watch`'s inbox watcher: every [`WATCH_EVERY`] until `shutdown`, imports the files that
 /// have settled. The run takes the new jobs in from the database, as it does any others. A file

@@ -20,7 +20,7 @@ use crate::config::{Account, Settings};
 use crate::schedule::{Decision, Limits, Scheduler};
 use crate::store::{Ask, Budget, ClaimResult, RECORD_BATCH, Record, RecordAccount, RecordJob, Store, Written};
 use crate::text::printable;
-use crate::time::{Clock, human_ms, local_time};
+use crate::time::{Clock, Hold, human_ms, local_time};
 
 mod lock;
 mod policy;
@@ -33,8 +33,9 @@ use policy::{COOLDOWN_SHARE, TaskCtx};
 const MAX_NAP: Duration = Duration::from_secs(1);
 
 /// How often a run looks at the queue's counts for work it did not put there (an import or a
-/// `followq retry` from another terminal, the inbox).
-pub const QUEUE_REFRESH: Duration = Duration::from_secs(2);
+/// `followq retry` from another terminal, the inbox): one indexed count per account, cheap
+/// enough every second.
+pub const QUEUE_REFRESH: Duration = Duration::from_secs(1);
 
 /// Why the run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,10 +90,12 @@ pub struct Options {
     pub clock: Clock,
 }
 
-/// An answered request: the record to write and what it means.
+/// An answered request: the record to write and what it means. It holds a virtual clock
+/// until the dispatcher has taken it in: the answer takes no time on it.
 struct Done {
     record: Record,
     verdict: Verdict,
+    _hold: Hold,
 }
 
 impl Done {
@@ -231,6 +234,8 @@ impl Dispatcher<'_> {
     ) -> anyhow::Result<Ending> {
         let mut next_refresh = tokio::time::Instant::now() + QUEUE_REFRESH;
         loop {
+            // A virtual clock stands still while the dispatcher works.
+            let awake = self.clock.hold();
             while let Some(joined) = self.requests.try_join_next() {
                 self.answered.push(joined?);
             }
@@ -300,9 +305,10 @@ impl Dispatcher<'_> {
                 MAX_NAP
             };
             let busy = !self.requests.is_empty();
+            drop(awake);
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = nap(&self.clock, until, busy, most) => {}
+                _ = nap(&self.clock, until, most) => {}
                 Some(joined) = self.requests.join_next(), if busy => self.answered.push(joined?),
             }
         }
@@ -395,10 +401,10 @@ impl Dispatcher<'_> {
                 for claim in claims {
                     debug!(account = %account.name, job_id = claim.job_id, attempt_id = claim.attempt_id, "sending");
                     out.insert(claim.attempt_id, claim.sent_at);
-                    let (ctx, account) = (ctx.clone(), account.clone());
+                    let (ctx, account, hold) = (ctx.clone(), account.clone(), self.clock.hold());
                     self.requests.spawn(async move {
                         let (record, verdict) = ctx.attempt(&account, &claim).await;
-                        Done { record, verdict }
+                        Done { record, verdict, _hold: hold }
                     });
                 }
             }
@@ -419,11 +425,11 @@ impl Dispatcher<'_> {
 }
 
 /// Waits until `until` on `clock`, for `most` of real time at most, while nothing else wakes
-/// the dispatcher. With requests out, a virtual clock does not jump: their answers come first.
-async fn nap(clock: &Clock, until: Option<i64>, busy: bool, most: Duration) {
+/// the dispatcher.
+async fn nap(clock: &Clock, until: Option<i64>, most: Duration) {
     match until {
-        Some(t) if !(busy && clock.is_virtual()) => clock.sleep_until(t, most).await,
-        _ => tokio::time::sleep(most).await,
+        Some(t) => clock.sleep_until(t, most).await,
+        None => tokio::time::sleep(most).await,
     }
 }
 

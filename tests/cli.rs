@@ -274,7 +274,7 @@ fn run_without_credentials_is_a_configuration_error() {
 
 /// The demo, as a person sees it: in a pseudo-terminal 72 columns wide (issue 12, 20 and 21:
 /// the bars fit and show each account's state before anything else; the screen explains its
-/// faults and verdict, and its imports show no temporary path). X's day is compressed into 4 s
+/// faults and verdict, and its imports show no temporary path). X's day is compressed into 2 s
 /// rather than the default 24 s: the same demo, in a fraction of the time.
 #[test]
 fn the_demo_runs_clean_and_explains_itself_in_a_narrow_terminal() {
@@ -286,7 +286,7 @@ fn the_demo_runs_clean_and_explains_itself_in_a_narrow_terminal() {
             "-q",
             "-e",
             "-c",
-            &format!("stty cols 72 rows 40; exec {} demo --window 4s", bin.display()),
+            &format!("stty cols 72 rows 40; exec {} demo --window 2s", bin.display()),
             "/dev/null",
         ])
         .env_remove("FOLLOWQ_CONFIG")

@@ -56,11 +56,15 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     settings.limits.margin = args.window / 200; // 0.5 %
     let window = human_ms(args.window.as_millis() as i64);
     let factor = 86_400.0 / args.window.as_secs_f64();
-    settings.api.timeout = Duration::from_secs(2);
-    settings.retry.base = Duration::from_millis(200);
-    settings.retry.max = Duration::from_secs(3);
+    // Every time in the demo is a share of its window (at the default 24 s: a 2 s time-out,
+    // back-offs from 200 ms to 3 s, answers held 3 s), so a shorter window is the same demo.
+    let share = |n: u32| args.window / n;
+    settings.api.timeout = share(12);
+    settings.retry.base = share(120);
+    settings.retry.max = share(8);
     settings.retry.max_attempts = 6;
-    // A hang (3 s) must not hold up the queue: others go on while one request waits.
+    let hang_for = share(8);
+    // A hang must not hold up the queue: others go on while one request waits.
     settings.run.concurrency = 4;
     settings.inbox = dir.join("inbox");
 
@@ -72,7 +76,7 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
         hang: 0.003,
         drop: 0.005,
         seed: 2026,
-        hang_for: Duration::from_secs(3),
+        hang_for,
     };
     let sb = Sandbox::start(sb_config, 0).await?;
     settings.api.base_url = sb.base_url();
@@ -83,7 +87,9 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
         settings.limits.per_app
     );
     crate::outln!(
-        "faults the sandbox injects on purpose: 503s (2 %), 500s (1 %), spurious 429s (0.3 %), answers held 3 s past the 2 s time-out (0.3 %), dropped connections (0.5 %): the log lines below about 'Over capacity', 'Internal error', 'rate limited', 'timed out' and 'connection' are those faults, and followq retries them"
+        "faults the sandbox injects on purpose: 503s (2 %), 500s (1 %), spurious 429s (0.3 %), answers held {} past the {} time-out (0.3 %), dropped connections (0.5 %): the log lines below about 'Over capacity', 'Internal error', 'rate limited', 'timed out' and 'connection' are those faults, and followq retries them",
+        human_ms(hang_for.as_millis() as i64),
+        human_ms(settings.api.timeout.as_millis() as i64)
     );
 
     let ctx = Context { settings: settings.clone(), db_path: db.clone(), config_path: dir.join("followq.toml") };

@@ -69,15 +69,7 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     settings.inbox = dir.join("inbox");
 
     let (mut sb_config, _) = config_from(&settings);
-    sb_config.faults = Faults {
-        p503: 0.02,
-        p500: 0.01,
-        p429: 0.003,
-        hang: 0.003,
-        drop: 0.005,
-        seed: 2026,
-        hang_for,
-    };
+    sb_config.faults = Faults { p503: 0.02, p500: 0.01, p429: 0.003, hang: 0.003, drop: 0.005, seed: 2026, hang_for };
     let sb = Sandbox::start(sb_config, 0).await?;
     settings.api.base_url = sb.base_url();
     crate::outln!(

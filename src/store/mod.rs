@@ -1,26 +1,15 @@
-//! The only place with SQL: opening the database (pragmas, migrations), the queue (`jobs`), the
-//! rate-limit ledger (`attempts`), `imports` and `accounts`. One function per statement or transaction.
+//! The store: the database's API in the domain's own types. What a claim takes and finds, what
+//! an answer records, the rows the queue, the ledger and the import log are read as, and the
+//! errors. The engine is behind it: SQLite (`sqlite/`, migrations in `migrations/sqlite/`); no
+//! connection, pool or dialect is seen outside.
 
-mod imports;
-mod jobs;
-mod ledger;
+mod sqlite;
+
+use std::path::Path;
 
 pub use crate::model::{AttemptResult, NewJob, Outcome, TargetKind};
-pub use imports::ImportRow;
-pub use jobs::{COMMIT_EVERY, CountRow, ExportRow, INSERT_BATCH, ImportSession};
-pub use ledger::{
-    Ask, AttemptRow, Budget, Claim, ClaimResult, LedgerSnapshot, RECORD_BATCH, Record, RecordAccount, RecordJob,
-    Recovered, Written,
-};
-
-use std::collections::HashMap;
-use std::path::Path;
-use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use sqlx::ConnectOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+pub use crate::time::now_ms;
+pub use sqlite::{COMMIT_EVERY, INSERT_BATCH, ImportSession, RECORD_BATCH, Store};
 
 /// A store error: the database could not be opened, migrated, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +45,7 @@ impl StoreError {
     /// True when SQLite said "database is locked" (another process held the write lock).
     pub fn is_busy(&self) -> bool {
         match self {
-            StoreError::Sql(e) | StoreError::Open { source: e, .. } => is_busy(e),
+            StoreError::Sql(e) | StoreError::Open { source: e, .. } => sqlite::is_busy(e),
             _ => false,
         }
     }
@@ -65,13 +54,11 @@ impl StoreError {
     /// read-only.
     pub fn is_read_only(&self) -> bool {
         match self {
-            StoreError::Sql(e) | StoreError::Open { source: e, .. } => is_read_only(e),
+            StoreError::Sql(e) | StoreError::Open { source: e, .. } => sqlite::is_read_only(e),
             _ => false,
         }
     }
 }
-
-pub use crate::time::now_ms;
 
 /// An account as the store knows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -84,386 +71,193 @@ pub struct AccountRow {
     pub pace_factor: f64,
 }
 
-/// The database: one pool, one function per statement.
-#[derive(Clone)]
-pub struct Store {
-    pool: SqlitePool,
-    /// Where it is, for messages.
-    path: Arc<str>,
+/// A job claimed for one request: the attempt row exists and counts against both budgets.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub attempt_id: i64,
+    pub job_id: i64,
+    pub account_id: i64,
+    pub kind: TargetKind,
+    pub target: String,
+    pub notify: bool,
+    pub sent_at: i64,
+    /// Transient failures this job already had.
+    pub failures: i64,
 }
 
-/// How long one statement waits for another process's write lock before SQLite gives up with
-/// "database is locked". The run's writes then wait again ([`Store::write_tx`]); everything
-/// else reports the error.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Logs that this process is waiting for another's write lock, about `waits` busy timeouts long.
-fn note_wait(path: &str, waits: u32) {
-    tracing::warn!(
-        database = %path,
-        waited_secs = u64::from(waits) * BUSY_TIMEOUT.as_secs(),
-        "another process holds the database's write lock (an import, `followq retry`, or another program): waiting for it"
-    );
+/// What [`Store::claim`] found.
+#[derive(Debug)]
+pub enum ClaimResult {
+    /// Jobs claimed, each with its attempt row, in attempt order.
+    Claimed(Vec<Claim>),
+    /// The account's window is full in the ledger.
+    UserFull,
+    /// The app's window is full in the ledger.
+    AppFull,
+    /// The account has no job that may be sent now.
+    NoJob,
+    /// The account is paused until this time.
+    Paused { until: i64, reason: String },
+    /// The account is stopped.
+    Stopped(String),
 }
 
-/// `begin immediate` on `conn`: the write lock up front, waiting while another process holds it
-/// and saying so every busy timeout (see [`Store::write_tx`], the same for the pool).
-async fn begin_immediate(conn: &mut sqlx::SqliteConnection, path: &str) -> Result<(), StoreError> {
-    let mut waits = 0;
-    loop {
-        match sqlx::query("begin immediate").execute(&mut *conn).await {
-            Err(e) if is_busy(&e) => {
-                waits += 1;
-                note_wait(path, waits);
-            }
-            other => return Ok(other.map(drop)?),
+/// The rolling window and the two budgets a claim is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// The window as enforced (X's plus the safety margin), ms.
+    pub window_ms: i64,
+    pub per_user: u32,
+    pub per_app: u32,
+}
+
+/// What happens to the job after an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordJob {
+    /// Finished with this outcome.
+    Done(Outcome),
+    /// Back to the queue, not before this time; `failure` counts a transient failure.
+    Requeue { not_before: i64, failure: bool },
+}
+
+/// What happens to the account after an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordAccount {
+    /// No request before `until`; `pace_factor`, when set, replaces the account's.
+    Pause { until: i64, reason: String, pace_factor: Option<f64> },
+    /// No request until someone acts (`accounts check`).
+    Stop { reason: String },
+}
+
+/// Phase 2: an attempt's answer, and what it means for the job and the account.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub attempt_id: i64,
+    pub job_id: i64,
+    pub account_id: i64,
+    pub result: AttemptResult,
+    pub http_status: Option<i64>,
+    pub error_code: Option<i64>,
+    pub message: String,
+    pub body: String,
+    pub rl_limit: Option<i64>,
+    pub rl_remaining: Option<i64>,
+    pub rl_reset: Option<i64>,
+    pub job: RecordJob,
+    pub account: Option<RecordAccount>,
+}
+
+impl Record {
+    /// A blank answer for `claim`: transient, nothing known yet, the job back in the queue.
+    /// Callers fill in what came back.
+    pub fn for_claim(claim: &Claim) -> Record {
+        Record {
+            attempt_id: claim.attempt_id,
+            job_id: claim.job_id,
+            account_id: claim.account_id,
+            result: AttemptResult::Transient,
+            http_status: None,
+            error_code: None,
+            message: String::new(),
+            body: String::new(),
+            rl_limit: None,
+            rl_remaining: None,
+            rl_reset: None,
+            job: RecordJob::Requeue { not_before: 0, failure: false },
+            account: None,
         }
     }
 }
 
-/// True when `e` is SQLite's "attempt to write a readonly database" (SQLITE_READONLY, any
-/// extended code: a read-only file or folder).
-fn is_read_only(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => d.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| c & 0xff == 8),
-        _ => false,
-    }
+/// Whether [`Store::record`] wrote an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The answer is on its attempt, and its job and account have moved on.
+    Yes,
+    /// The attempt already had an answer ("unknown", written by the start-up recovery of a run
+    /// that took this one's requests for a crash's): nothing was changed.
+    Late,
 }
 
-/// True when `e` is SQLite's "database is locked" (SQLITE_BUSY, any extended code).
-fn is_busy(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => d.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| c & 0xff == 5),
-        _ => false,
-    }
+/// One attempt, as [`Store::attempt_log`] reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub job_id: i64,
+    pub account: String,
+    pub target: String,
+    pub sent_at: i64,
+    pub finished_at: Option<i64>,
+    pub result: Option<AttemptResult>,
+    pub http_status: Option<i64>,
+    pub error_code: Option<i64>,
+    pub rl_reset: Option<i64>,
+    pub message: String,
 }
 
-impl Store {
-    /// Opens (creating if missing, mode 0600) and migrates the database at `path`.
-    pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with(path, BUSY_TIMEOUT).await
-    }
-
-    /// [`Store::open`] with another busy timeout (tests of a locked database).
-    pub(crate) async fn open_with(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
-        let pool = connect(path, busy_timeout, SqliteSynchronous::Full).await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, path: path.display().to_string().into() })
-    }
-
-    /// The store as it was before every commit was synced (`synchronous = NORMAL`): a power
-    /// loss can erase the last attempts. Only for the dispatch benchmark, which measures what
-    /// the sync costs side by side; never for real work.
-    #[doc(hidden)]
-    pub async fn open_unsynced_for_benchmark(path: &Path) -> Result<Store, StoreError> {
-        let pool = connect(path, BUSY_TIMEOUT, SqliteSynchronous::Normal).await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, path: path.display().to_string().into() })
-    }
-
-    /// Opens an existing database for reading only (`status`, `export`): it never creates the
-    /// file, never takes the write lock, and so works beside any writer and on a read-only
-    /// file. A database from an older followq is brought up to date first (a write, once).
-    pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
-        if !path.exists() {
-            return Err(StoreError::missing(path));
-        }
-        check_single_name(path)?;
-        let opts = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(open_err)?
-            .filename(path)
-            .read_only(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-        // One connection: a dry-run import keeps its temporary table on it from file to file.
-        let version = async |o: SqliteConnectOptions| {
-            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(o).await?;
-            let v = sqlx::query_scalar::<_, Option<i64>>("select max(version) from _sqlx_migrations where success")
-                .fetch_one(&pool)
-                .await;
-            Ok::<_, sqlx::Error>((pool, v))
-        };
-        let (pool, applied) = match version(opts.clone()).await {
-            Ok((pool, Err(e))) if is_read_only(&e) => {
-                pool.close().await;
-                // A WAL database whose -shm cannot be created (a read-only folder): nobody can
-                // be writing it, so it is read as it is on disk.
-                version(opts.immutable(true)).await.map_err(open_err)?
-            }
-            Ok(found) => found,
-            Err(e) => return Err(open_err(e)),
-        };
-        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        match applied {
-            Ok(Some(v)) if v >= latest => Ok(Store { pool, path: path.display().to_string().into() }),
-            // A database from an older followq: brought up to date, once (a write).
-            Ok(Some(_)) => {
-                pool.close().await;
-                Store::open(path).await
-            }
-            // Not SQLite at all, or damaged: what SQLite says, with the path.
-            Err(e) if !e.to_string().contains("no such table") => {
-                pool.close().await;
-                Err(open_err(e))
-            }
-            // No followq schema (an empty file, another program's database): never touched.
-            _ => {
-                pool.close().await;
-                Err(StoreError::Foreign(path.display().to_string()))
-            }
-        }
-    }
-
-    /// A write transaction with the write lock taken up front (`begin immediate`), so that two
-    /// processes cannot both read "room left" and both insert. While another process holds the
-    /// lock (an import, `retry`, a `sqlite3` shell) this waits, saying so every busy timeout,
-    /// instead of failing: a run must outlast a writer that keeps the lock for a while.
-    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, StoreError> {
-        let mut waits = 0u32;
-        loop {
-            match self.pool.begin_with("begin immediate").await {
-                Err(e) if is_busy(&e) => {
-                    waits += 1;
-                    self.note_wait(waits);
-                }
-                other => return Ok(other?),
-            }
-        }
-    }
-
-    /// See [`note_wait`].
-    fn note_wait(&self, waits: u32) {
-        note_wait(&self.path, waits);
-    }
-
-    /// Closes the pool, checkpointing the WAL.
-    pub async fn close(self) {
-        self.pool.close().await;
-    }
-
-    /// Inserts the configured accounts that are new and returns their ids by name (only
-    /// theirs: rows for an account no longer configured are not accepted).
-    pub async fn sync_accounts(&self, names: &[&str]) -> Result<HashMap<String, i64>, StoreError> {
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        for name in names {
-            sqlx::query("insert into accounts (name, created_at) values (?1, ?2) on conflict (name) do nothing")
-                .bind(name)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        let rows: Vec<(String, i64)> = sqlx::query_as("select name, id from accounts").fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().filter(|(name, _)| names.contains(&name.as_str())).collect())
-    }
-
-    /// Every account the database knows, configured now or not.
-    pub async fn accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "select id, name, paused_until, pause_reason, stopped_reason, pace_factor from accounts order by name",
-        )
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Clears a stopped account (its credentials verified again).
-    pub async fn clear_stop(&self, account_id: i64) -> Result<(), StoreError> {
-        sqlx::query("update accounts set stopped_reason = '', paused_until = 0, pause_reason = '' where id = ?1")
-            .bind(account_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// `PRAGMA integrity_check`: "ok" when the file is sound.
-    pub async fn integrity_check(&self) -> Result<String, StoreError> {
-        Ok(sqlx::query_scalar("pragma integrity_check").fetch_one(&self.pool).await?)
-    }
+/// The ledger as the scheduler starts from it ([`Store::ledger_snapshot`]).
+#[derive(Debug, Clone, Default)]
+pub struct LedgerSnapshot {
+    pub accounts: Vec<AccountRow>,
+    /// (account id, its most recent send), whatever its age.
+    pub last_sends: Vec<(i64, i64)>,
+    /// (account id, sent at) of every attempt inside the window, oldest first.
+    pub sends: Vec<(i64, i64)>,
+    /// (account id, queued jobs).
+    pub queued: Vec<(i64, i64)>,
 }
 
-/// The schema's history, `migrations/`, built in.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Refuses a database file with more than one name: each name would get its own WAL.
-fn check_single_name(path: &Path) -> Result<(), StoreError> {
-    #[cfg(unix)]
-    if let Ok(meta) = std::fs::metadata(path) {
-        use std::os::unix::fs::MetadataExt;
-        if meta.is_dir() {
-            return Err(StoreError::Directory(path.display().to_string()));
-        }
-        if meta.nlink() > 1 {
-            return Err(StoreError::HardLinked(path.display().to_string(), meta.nlink()));
-        }
-    }
-    Ok(())
+/// What start-up recovery found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Attempts a crash left without an answer: now "unknown", still counted.
+    pub unknown_attempts: u64,
+    /// Jobs that were in flight: back in the queue, to be sent again.
+    pub requeued_jobs: u64,
 }
 
-/// The pool on the database at `path` (created if missing, mode 0600), not yet migrated.
-async fn connect(
-    path: &Path,
-    busy_timeout: Duration,
-    synchronous: SqliteSynchronous,
-) -> Result<SqlitePool, StoreError> {
-    check_single_name(path)?;
-    let existed = path.exists();
-    let opts = SqliteConnectOptions::from_str("sqlite:")
-        .map_err(|e| StoreError::Open { path: path.display().to_string(), source: e })?
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // WAL + FULL (always but in one benchmark): every commit is on disk (the WAL fsynced) before it returns. The claim
-        // that covers a request is committed before the request leaves, so no power loss or
-        // OS crash can erase an attempt X may have seen: with NORMAL the last commits lived in
-        // the page cache until a checkpoint, and after a power loss their requests were
-        // neither counted nor known (the next run overspent and sent their jobs again).
-        .synchronous(synchronous)
-        .busy_timeout(busy_timeout)
-        .foreign_keys(true)
-        .pragma("cache_size", "-8192")
-        .pragma("temp_store", "memory")
-        // sqlx warns of any statement over a second with its whole text: a claim that waited
-        // for an import's lock, or a migration, would print pages of SQL to the user.
-        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .test_before_acquire(false)
-        .connect_with(opts)
-        .await
-        .map_err(|e| StoreError::Open { path: path.display().to_string(), source: e })?;
-    if !existed {
-        restrict_permissions(path);
-    }
-    Ok(pool)
+/// What [`Store::claim`] asks for: up to `want` of the account's next jobs, within `budget`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    pub account_id: i64,
+    pub budget: Budget,
+    pub want: usize,
 }
 
-#[cfg(unix)]
-fn restrict_permissions(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-        tracing::warn!(path = %path.display(), error = %e, "could not make the database private (0600)");
-    }
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CountRow {
+    pub account: String,
+    pub state: String,
+    pub outcome: Option<String>,
+    pub n: i64,
 }
 
-#[cfg(not(unix))]
-fn restrict_permissions(_: &Path) {}
+/// One job, as `export` writes it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct ExportRow {
+    pub account: String,
+    pub target: String,
+    pub target_kind: String,
+    pub state: String,
+    pub outcome: Option<String>,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_code: Option<i64>,
+    pub last_message: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sqlx::AssertSqlSafe;
-
-    /// Every column of every job and attempt, in id order, as one JSON text per table.
-    const DUMP: &str = "
-        select (select json_group_array(json_array(id, account_id, target_kind, target, notify, state, outcome,
-                    not_before, attempts, failures, attempt_id, last_status, last_code, last_message, import_id,
-                    created_at, finished_at)) from (select * from jobs order by id)),
-               (select json_group_array(json_array(id, job_id, account_id, sent_at, finished_at, result,
-                    http_status, error_code, message, body, rl_limit, rl_remaining, rl_reset))
-                  from (select * from attempts order by id))";
-
-    /// A database at migration 2 with jobs in every state and attempts answered and open,
-    /// opened by `Store::open` (which runs migration 3, the rebuild of both tables).
-    #[tokio::test]
-    async fn the_rebuild_to_cheap_checks_keeps_every_row_reference_count_and_constraint() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let pool = connect(&path, BUSY_TIMEOUT, SqliteSynchronous::Full).await.unwrap();
-        MIGRATOR.run_to(20261125000002, &pool).await.unwrap();
-        sqlx::raw_sql(
-            "insert into accounts (id, name, created_at) values (1, 'alice', 1), (2, 'bob', 1);
-             insert into imports (id, source, started_at, finished_at) values (7, 'a.csv', 2, 3);
-             insert into jobs (id, account_id, target_kind, target, notify, import_id, created_at)
-             values (1, 1, 'screen_name', 'Ann', 0, 7, 4), (2, 1, 'user_id', '12', 1, 7, 4),
-                    (3, 2, 'screen_name', 'cid', 0, 7, 4), (4, 2, 'screen_name', 'dee', 0, 7, 4);
-             insert into job_counts (account_id, state, outcome, n) values (1, 'queued', '', 2), (2, 'queued', '', 2);
-             insert into attempts (id, job_id, account_id, sent_at, finished_at, result, http_status, error_code,
-                                   message, body, rl_limit, rl_remaining, rl_reset)
-             values (1, 1, 1, 10, 11, 'followed', 200, null, '', '', 400, 399, 99),
-                    (2, 3, 2, 12, 13, 'transient', 503, 130, 'over capacity', '{}', null, null, null),
-                    (3, 3, 2, 14, null, null, null, null, '', '', null, null, null);
-             update jobs set state = 'done', outcome = 'followed', attempts = 1, last_status = 200, finished_at = 11
-              where id = 1;
-             update jobs set state = 'in_flight', attempts = 2, failures = 1, attempt_id = 3, not_before = 13
-              where id = 3;",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
-        let before: (String, String) = sqlx::query_as(DUMP).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-
-        let store = Store::open(&path).await.unwrap();
-        let after: (String, String) = sqlx::query_as(DUMP).fetch_one(&store.pool).await.unwrap();
-        assert_eq!(after, before);
-        assert!(before.0.contains("\"in_flight\"") && before.1.contains("over capacity"), "{before:?}");
-        assert_eq!(store.integrity_check().await.unwrap(), "ok");
-        let broken: Vec<(String, i64)> = sqlx::query_as("select \"table\", rowid from pragma_foreign_key_check")
-            .fetch_all(&store.pool)
-            .await
-            .unwrap();
-        assert!(broken.is_empty(), "{broken:?}");
-        let schema: Vec<String> = sqlx::query_scalar(
-            "select name from sqlite_schema where tbl_name in ('jobs', 'attempts') and name not like 'sqlite_%'
-             order by name",
-        )
-        .fetch_all(&store.pool)
-        .await
-        .unwrap();
-        let expected = [
-            "attempts",
-            "attempts_account_sent",
-            "attempts_open",
-            "attempts_sent",
-            "jobs",
-            "jobs_count_transition",
-            "jobs_done",
-            "jobs_in_flight",
-            "jobs_queued",
-        ];
-        assert_eq!(schema, expected);
-        // The dispatcher's next-job lookup and verify's finished jobs read their partial indexes.
-        for (query, index) in [
-            (
-                "select id from jobs where account_id = 1 and state = 'queued' and outcome is null and not_before <= 5
-                 order by id limit 4",
-                "jobs_queued",
-            ),
-            (
-                "select id from jobs where account_id = 1 and state = 'done' and outcome = 'followed' order by id",
-                "jobs_done",
-            ),
-        ] {
-            let plan: Vec<(i64, i64, i64, String)> =
-                sqlx::query_as(AssertSqlSafe(format!("explain query plan {query}")))
-                    .fetch_all(&store.pool)
-                    .await
-                    .unwrap();
-            assert!(plan.iter().any(|(.., detail)| detail.contains(index)), "{query}: {plan:?}");
-        }
-        // The rewritten checks still refuse what the old ones did, and the references hold.
-        for bad in [
-            "update jobs set state = 'queue' where id = 2",
-            "update jobs set state = 'done', outcome = 'follow' where id = 2",
-            "update jobs set notify = 2 where id = 2",
-            "insert into jobs (account_id, target_kind, target, created_at) values (1, 'name', 'x', 1)",
-            "insert into jobs (account_id, target_kind, target, created_at) values (1, 'screen_name', 'ANN', 1)",
-            "insert into jobs (account_id, target_kind, target, created_at) values (3, 'screen_name', 'x', 1)",
-            "update attempts set result = 'ok' where id = 3",
-            "insert into attempts (job_id, account_id, sent_at) values (99, 1, 1)",
-        ] {
-            assert!(sqlx::query(bad).execute(&store.pool).await.is_err(), "accepted: {bad}");
-        }
-        // The count trigger came back with the table: finishing job 2 moves it between counts.
-        sqlx::query("update jobs set state = 'done', outcome = 'not_found' where id = 2")
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        let kept = store.job_counts().await.unwrap();
-        assert_eq!(kept, store.recount_jobs().await.unwrap());
-        assert!(kept.iter().any(|c| c.outcome.as_deref() == Some("not_found") && c.n == 1), "{kept:?}");
-        store.close().await;
-    }
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct ImportRow {
+    pub id: i64,
+    pub source: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub rows_read: i64,
+    pub added: i64,
+    pub duplicates: i64,
+    pub rejected: i64,
+    /// Why the import failed; empty when it did not.
+    pub error: String,
 }

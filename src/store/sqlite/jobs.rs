@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, SqliteConnection};
 
-use super::{Store, StoreError, now_ms};
+use super::{Store, now_ms};
 use crate::model::{NewJob, Summary};
+use crate::store::{CountRow, ExportRow, StoreError};
 
 /// Rows per multi-row INSERT (4 bound values each, see [`insert_sql`]). Batching rows into
 /// statements, not only into transactions, is what makes import fast: every statement costs
@@ -18,30 +19,6 @@ use crate::model::{NewJob, Summary};
 pub const INSERT_BATCH: usize = 1000;
 
 /// One (account, state, outcome) count, for status.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct CountRow {
-    pub account: String,
-    pub state: String,
-    pub outcome: Option<String>,
-    pub n: i64,
-}
-
-/// One job, as `export` writes it.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-pub struct ExportRow {
-    pub account: String,
-    pub target: String,
-    pub target_kind: String,
-    pub state: String,
-    pub outcome: Option<String>,
-    pub attempts: i64,
-    pub last_status: Option<i64>,
-    pub last_code: Option<i64>,
-    pub last_message: String,
-    pub created_at: i64,
-    pub finished_at: Option<i64>,
-}
-
 impl Store {
     /// A session for one import: batches go into a transaction committed every
     /// [`COMMIT_EVERY`], and whenever the importer waits for input ([`ImportSession::pause`]).

@@ -1,22 +1,9 @@
 //! The `imports` table: one row per file ingested, with its counts.
 
-use super::{Store, StoreError};
+use super::Store;
+use crate::store::{ImportRow, StoreError};
 
 /// One import, for `status`.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-pub struct ImportRow {
-    pub id: i64,
-    pub source: String,
-    pub started_at: i64,
-    pub finished_at: i64,
-    pub rows_read: i64,
-    pub added: i64,
-    pub duplicates: i64,
-    pub rejected: i64,
-    /// Why the import failed; empty when it did not.
-    pub error: String,
-}
-
 impl Store {
     /// True when content with this hash was already imported to the end, or failed (then it
     /// is not tried again).

@@ -1,4 +1,4 @@
-//! The `attempts` table is the rate-limit ledger. Every request is an attempt row committed before
+//! The ledger in SQLite. The `attempts` table is the rate-limit ledger. Every request is an attempt row committed before
 //! it is sent (phase 1, [`Store::claim`]); its answer is written after (phase 2, [`Store::record`]),
 //! guarded by the attempt id. "Used in the window" is always a count over this table, taken in
 //! the claim's own transaction: these two methods are the only SQL for those transitions.
@@ -7,163 +7,12 @@ use std::collections::HashSet;
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::{Store, StoreError};
-use crate::model::{AttemptResult, Outcome, TargetKind};
-
-/// A job claimed for one request: the attempt row exists and counts against both budgets.
-#[derive(Debug, Clone)]
-pub struct Claim {
-    pub attempt_id: i64,
-    pub job_id: i64,
-    pub account_id: i64,
-    pub kind: TargetKind,
-    pub target: String,
-    pub notify: bool,
-    pub sent_at: i64,
-    /// Transient failures this job already had.
-    pub failures: i64,
-}
-
-/// What [`Store::claim`] found.
-#[derive(Debug)]
-pub enum ClaimResult {
-    /// Jobs claimed, each with its attempt row, in attempt order.
-    Claimed(Vec<Claim>),
-    /// The account's window is full in the ledger.
-    UserFull,
-    /// The app's window is full in the ledger.
-    AppFull,
-    /// The account has no job that may be sent now.
-    NoJob,
-    /// The account is paused until this time.
-    Paused { until: i64, reason: String },
-    /// The account is stopped.
-    Stopped(String),
-}
-
-/// The rolling window and the two budgets a claim is checked against.
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    /// The window as enforced (X's plus the safety margin), ms.
-    pub window_ms: i64,
-    pub per_user: u32,
-    pub per_app: u32,
-}
-
-/// What happens to the job after an answer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RecordJob {
-    /// Finished with this outcome.
-    Done(Outcome),
-    /// Back to the queue, not before this time; `failure` counts a transient failure.
-    Requeue { not_before: i64, failure: bool },
-}
-
-impl RecordJob {
-    /// The job's new `state`, `outcome` and `not_before`, and whether it counts a failure.
-    fn columns(&self) -> (&'static str, Option<Outcome>, i64, bool) {
-        match *self {
-            RecordJob::Done(o) => ("done", Some(o), 0, o == Outcome::Failed),
-            RecordJob::Requeue { not_before, failure } => ("queued", None, not_before, failure),
-        }
-    }
-}
-
-/// What happens to the account after an answer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RecordAccount {
-    /// No request before `until`; `pace_factor`, when set, replaces the account's.
-    Pause { until: i64, reason: String, pace_factor: Option<f64> },
-    /// No request until someone acts (`accounts check`).
-    Stop { reason: String },
-}
-
-/// Phase 2: an attempt's answer, and what it means for the job and the account.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub attempt_id: i64,
-    pub job_id: i64,
-    pub account_id: i64,
-    pub result: AttemptResult,
-    pub http_status: Option<i64>,
-    pub error_code: Option<i64>,
-    pub message: String,
-    pub body: String,
-    pub rl_limit: Option<i64>,
-    pub rl_remaining: Option<i64>,
-    pub rl_reset: Option<i64>,
-    pub job: RecordJob,
-    pub account: Option<RecordAccount>,
-}
-
-impl Record {
-    /// A blank answer for `claim`: transient, nothing known yet, the job back in the queue.
-    /// Callers fill in what came back.
-    pub fn for_claim(claim: &Claim) -> Record {
-        Record {
-            attempt_id: claim.attempt_id,
-            job_id: claim.job_id,
-            account_id: claim.account_id,
-            result: AttemptResult::Transient,
-            http_status: None,
-            error_code: None,
-            message: String::new(),
-            body: String::new(),
-            rl_limit: None,
-            rl_remaining: None,
-            rl_reset: None,
-            job: RecordJob::Requeue { not_before: 0, failure: false },
-            account: None,
-        }
-    }
-}
-
-/// Whether [`Store::record`] wrote an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
-    /// The answer is on its attempt, and its job and account have moved on.
-    Yes,
-    /// The attempt already had an answer ("unknown", written by the start-up recovery of a run
-    /// that took this one's requests for a crash's): nothing was changed.
-    Late,
-}
-
-/// One attempt, as [`Store::attempt_log`] reads it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct AttemptRow {
-    pub id: i64,
-    pub job_id: i64,
-    pub account: String,
-    pub target: String,
-    pub sent_at: i64,
-    pub finished_at: Option<i64>,
-    pub result: Option<AttemptResult>,
-    pub http_status: Option<i64>,
-    pub error_code: Option<i64>,
-    pub rl_reset: Option<i64>,
-    pub message: String,
-}
-
-/// The ledger as the scheduler starts from it ([`Store::ledger_snapshot`]).
-#[derive(Debug, Clone, Default)]
-pub struct LedgerSnapshot {
-    pub accounts: Vec<super::AccountRow>,
-    /// (account id, its most recent send), whatever its age.
-    pub last_sends: Vec<(i64, i64)>,
-    /// (account id, sent at) of every attempt inside the window, oldest first.
-    pub sends: Vec<(i64, i64)>,
-    /// (account id, queued jobs).
-    pub queued: Vec<(i64, i64)>,
-}
-
-/// What start-up recovery found.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Recovered {
-    /// Attempts a crash left without an answer: now "unknown", still counted.
-    pub unknown_attempts: u64,
-    /// Jobs that were in flight: back in the queue, to be sent again.
-    pub requeued_jobs: u64,
-}
+use super::Store;
+use crate::model::{Outcome, TargetKind};
+use crate::store::{
+    Ask, AttemptRow, Budget, Claim, ClaimResult, LedgerSnapshot, Record, RecordAccount, RecordJob, Recovered,
+    StoreError, Written,
+};
 
 /// Answers written per statement at most (10 bound values each, well inside SQLite's 32,766).
 pub const RECORD_BATCH: usize = 256;
@@ -281,12 +130,12 @@ impl Store {
     }
 }
 
-/// What [`Store::claim`] asks for: up to `want` of the account's next jobs, within `budget`.
-#[derive(Debug, Clone, Copy)]
-pub struct Ask {
-    pub account_id: i64,
-    pub budget: Budget,
-    pub want: usize,
+/// The job's new `state`, `outcome` and `not_before` after `job`, and whether it counts a failure.
+fn job_columns(job: &RecordJob) -> (&'static str, Option<Outcome>, i64, bool) {
+    match *job {
+        RecordJob::Done(o) => ("done", Some(o), 0, o == Outcome::Failed),
+        RecordJob::Requeue { not_before, failure } => ("queued", None, not_before, failure),
+    }
 }
 
 /// The statements of [`Store::claim`], in the caller's write transaction.
@@ -427,7 +276,7 @@ async fn record_in(conn: &mut SqliteConnection, records: &[Record], now: i64) ->
         qb.push_bind(now);
         qb.push(" else finished_at end from (");
         qb.push_values(&live, |mut b, r| {
-            let (state, outcome, not_before, failure) = r.job.columns();
+            let (state, outcome, not_before, failure) = job_columns(&r.job);
             b.push_bind(r.job_id)
                 .push_bind(r.attempt_id)
                 .push_bind(state)
@@ -483,6 +332,7 @@ async fn record_in(conn: &mut SqliteConnection, records: &[Record], now: i64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::AttemptResult;
     use crate::model::NewJob;
     use crate::time::now_ms;
 

@@ -7,6 +7,7 @@
 
 mod archive;
 mod csvread;
+mod header;
 pub mod inbox;
 pub mod target;
 

@@ -12,13 +12,11 @@ use crate::model::{NewJob, Summary};
 use crate::store::{CountRow, ExportRow, StoreError};
 
 /// Rows per multi-row INSERT (4 bound values each, see [`insert_sql`]). Batching rows into
-/// statements, not only into transactions, is what makes import fast: every statement costs
-/// ~65 µs of hand-off in sqlx. 4,000 was no faster in measurement, and its prepared statement and
-/// bound values (~2 MB) made peak memory swing by several MB; at 1,000 a 5M-row import peaks
-/// within 1 % of a 1M one.
+/// statements, not only into transactions, is what makes import fast: every statement pays
+/// sqlx's hand-off to its connection's thread. Larger batches were no faster and made peak
+/// memory swing with their bound values (BENCHMARKS.md, "Measurements behind the code").
 pub const INSERT_BATCH: usize = 1000;
 
-/// One (account, state, outcome) count, for status.
 impl Store {
     /// A session for one import: batches go into a transaction committed every
     /// [`COMMIT_EVERY`], and whenever the importer waits for input ([`ImportSession::pause`]).
@@ -33,12 +31,11 @@ impl Store {
             conn.close_on_drop();
         }
         // Every row's account id comes from the accounts table and its import id from the row
-        // this session inserted: the foreign-key lookups (two per row, a fifth of a large
-        // import's time) could only ever succeed. The setting dies with the connection.
+        // this session inserted: the foreign-key lookups (two per row) could only ever
+        // succeed. The setting dies with the connection.
         sqlx::query("pragma foreign_keys = off").execute(&mut *conn).await?;
         // A page cache twice the pool's: with many accounts the indexes have as many hot spots,
-        // and a cache that cannot hold them spills and rereads pages all through a transaction
-        // (a 1M-row import over 1,000 accounts: 32 s with 8 MiB, 24 s with 16; peak RSS 46 MB).
+        // and a cache that cannot hold them spills and rereads pages all through a transaction.
         sqlx::query("pragma cache_size = -16384").execute(&mut *conn).await?;
         if dry_run {
             sqlx::query(
@@ -192,13 +189,14 @@ impl Store {
     }
 }
 
-/// The multi-row insert for `rows` jobs. Two choices, each measured on a 1M-row import:
+/// The multi-row insert for `rows` jobs. Two choices, each measured on a 1M-row import
+/// (BENCHMARKS.md):
 ///
 /// - The import's id and time are bound once (the first two parameters) and every row binds its
-///   own four values: 4,002 values per full batch, not 6,000 (−8 %). Numbered parameters (`?NNN`)
-///   would say the same more plainly, but SQLite finds a numbered parameter's name by a linear
-///   search and sqlx asks for every one: quadratic in the batch, 4× slower in all.
-/// - `or ignore`, not `on conflict do nothing` (−12 %): a statement that may stop half-way on a
+///   own four values. Numbered parameters (`?NNN`) would say the same more plainly, but SQLite
+///   finds a numbered parameter's name by a linear search and sqlx asks for every one:
+///   quadratic in the batch.
+/// - `or ignore`, not `on conflict do nothing`: a statement that may stop half-way on a
 ///   NOT NULL or CHECK failure makes SQLite copy every existing page it touches into a statement
 ///   journal first, and a batch touches a page of the unique index per row. `or ignore` would
 ///   also skip a row failing those checks, which no row built from a [`NewJob`] can: its account
@@ -281,16 +279,16 @@ async fn add_counts(conn: &mut SqliteConnection, added: &mut HashMap<i64, i64>) 
 /// How long an import's transaction stays open at most (checked between batches). Each commit
 /// writes every page it touched to the WAL and checkpoints it into the database, and a random
 /// unique index has almost all its pages touched by every batch, so the copying grows with the
-/// number of commits times the size of the index: committing every 100,000 rows made a 5M-row
-/// import 1.7× slower per row than a 1M-row one. Time, not rows, bounds what matters to the user:
+/// number of commits times the size of the index (a fixed row count made large imports slower
+/// per row). Time, not rows, bounds what matters to the user:
 /// how long a running `followq run` may wait for the write lock (its busy timeout is 10 s), and
 /// how much work a crash loses (the import is simply run again; ON CONFLICT makes that safe).
 pub const COMMIT_EVERY: Duration = Duration::from_secs(2);
 
 /// One import's writes (see [`Store::import_session`]). Every transaction of the session runs
 /// on the same connection: a pool hands out its connections in turn, and each newly taken one
-/// had to reread the unique index's pages its cache did not hold (a third of a 1M-row import's
-/// time, and a page cache per connection in memory).
+/// had to reread the unique index's pages its cache did not hold (and kept a page cache of its
+/// own in memory).
 pub struct ImportSession {
     conn: PoolConnection<Sqlite>,
     dry_run: bool,

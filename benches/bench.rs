@@ -185,7 +185,7 @@ fn sqlite3_import(dir: &Path, csv: &Path) -> f64 {
 /// What SQLite alone takes to put the same rows, already normalised, into followq's own schema
 /// (every migration, WAL, its indexes and trigger; foreign keys off as in followq's import).
 fn sqlite3_schema_import(dir: &Path, csv: &Path) -> f64 {
-    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap();
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite")).unwrap();
     let mut files: Vec<PathBuf> = migrations.map(|e| e.unwrap().path()).collect();
     files.sort();
     let mut script = String::from("pragma journal_mode = wal;\npragma cache_size = -16384;\n");

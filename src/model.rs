@@ -1,26 +1,42 @@
 //! The domain's types, below every layer that uses them: how a target is named, a job to queue,
 //! what an import did, and how a finished job ended. The store speaks them; so do the readers and the X client.
 
-/// How a target is named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+/// How a target is named (`jobs.target_kind`; also the API's parameter name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
 pub enum TargetKind {
     ScreenName,
     UserId,
 }
 
 impl TargetKind {
-    /// The value stored in `jobs.target_kind`.
+    /// Its name: the API's parameter, and the value stored.
     pub fn as_str(self) -> &'static str {
         match self {
             TargetKind::ScreenName => "screen_name",
             TargetKind::UserId => "user_id",
         }
     }
+}
 
-    /// Parses a stored `target_kind`.
-    pub fn parse(s: &str) -> TargetKind {
-        if s == "user_id" { TargetKind::UserId } else { TargetKind::ScreenName }
+/// Where a job is (`jobs.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
+#[sqlx(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    InFlight,
+    Done,
+}
+
+impl JobState {
+    /// Its name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::InFlight => "in_flight",
+            JobState::Done => "done",
+        }
     }
 }
 

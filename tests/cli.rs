@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::Env;
 use followq::sandbox::{Faults, Sandbox, Scripted};
-use followq::store::{AttemptResult, Store};
+use followq::store::{AttemptResult, JobState, Store};
 use serde_json::Value;
 
 const WINDOW_10S: &str = "[limits]\nper_user = 100\nper_app = 300\nwindow = \"10s\"\npace = \"asap\"\n";
@@ -69,7 +69,7 @@ async fn sigint_records_what_is_in_flight_and_exits_4() {
     assert!(stderr.contains("stopped with") && stderr.contains("`followq run` resumes"), "{stderr}");
     let store = Store::open(&env.db()).await.unwrap();
     assert_eq!(store.open_attempts().await.unwrap(), 0, "the request out at the signal was recorded");
-    assert!(store.job_counts().await.unwrap().iter().all(|c| c.state != "in_flight"));
+    assert!(store.job_counts().await.unwrap().iter().all(|c| c.state != JobState::InFlight));
     let log = store.attempt_log().await.unwrap();
     assert!(!log.is_empty() && log.iter().all(|a| a.result == Some(AttemptResult::Transient)), "{log:?}");
 }

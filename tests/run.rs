@@ -16,7 +16,7 @@ use followq::api::Client;
 use followq::config::{Pace, Settings};
 use followq::ingest::{self, Accounts, Input};
 use followq::sandbox::{Config, Faults, Sandbox, Scripted};
-use followq::store::{AttemptResult, AttemptRow, Store, now_ms};
+use followq::store::{AttemptResult, AttemptRow, JobState, Store, now_ms};
 use followq::time::Clock;
 use followq::worker::{self, Ending, Silent};
 use tokio_util::sync::CancellationToken;
@@ -91,7 +91,7 @@ impl Rig {
             .await
             .unwrap()
             .into_iter()
-            .map(|r| ((r.account, r.target), r.outcome.unwrap_or(r.state)))
+            .map(|r| ((r.account, r.target), r.outcome.map_or(r.state.as_str(), |o| o.as_str()).to_string()))
             .collect()
     }
 
@@ -380,8 +380,8 @@ async fn stopping_mid_run_leaves_nothing_in_flight() {
     assert_eq!(rig.run_with(stop, None).await, Ending::Stopped);
     assert_eq!(rig.store.open_attempts().await.unwrap(), 0, "every request out was recorded");
     let counts = rig.store.job_counts().await.unwrap();
-    assert!(counts.iter().all(|c| c.state != "in_flight"), "{counts:?}");
-    assert!(counts.iter().any(|c| c.state == "queued"), "it did stop early");
+    assert!(counts.iter().all(|c| c.state != JobState::InFlight), "{counts:?}");
+    assert!(counts.iter().any(|c| c.state == JobState::Queued), "it did stop early");
     // And the next run finishes the rest.
     rig.sb.set_faults(Faults::default());
     assert_eq!(rig.run().await, Ending::Finished);

@@ -56,9 +56,9 @@ impl From<ExportRow> for Row {
         Row {
             account: r.account,
             target: r.target,
-            target_kind: r.target_kind,
+            target_kind: r.target_kind.as_str().to_string(),
             // An unfinished job's "outcome" is its state, so every row says where it stands.
-            outcome: r.outcome.unwrap_or(r.state),
+            outcome: r.outcome.map_or(r.state.as_str(), |o| o.as_str()).to_string(),
             attempts: r.attempts,
             last_status: r.last_status,
             last_code: r.last_code,

@@ -7,7 +7,7 @@ use super::{Context, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_STOPPED, UsageError
 use crate::api::Client;
 use crate::config::{self, Settings};
 use crate::progress::{Bars, Totals};
-use crate::store::{Store, now_ms};
+use crate::store::{JobState, Outcome, Store, now_ms};
 use crate::worker::{self, Ending};
 
 /// Work the queue off within the limits.
@@ -133,9 +133,9 @@ pub async fn work(
     bars.finish();
     let ending = ending?;
     let counts = store.job_counts().await?;
-    let queued: i64 = counts.iter().filter(|c| c.state != "done").map(|c| c.n).sum();
+    let queued: i64 = counts.iter().filter(|c| c.state != JobState::Done).map(|c| c.n).sum();
     let bad: i64 =
-        counts.iter().filter(|c| matches!(c.outcome.as_deref(), Some("failed" | "refused"))).map(|c| c.n).sum();
+        counts.iter().filter(|c| matches!(c.outcome, Some(Outcome::Failed | Outcome::Refused))).map(|c| c.n).sum();
     eprintln!("run ended after {}: {}", human_ms(now_ms() - started), describe(&ending, queued));
     for line in what_went_wrong(store, &counts).await? {
         eprintln!("  {line}");
@@ -156,8 +156,8 @@ pub async fn work(
 /// re-queue them. Nothing when nothing went wrong.
 async fn what_went_wrong(store: &Store, counts: &[crate::store::CountRow]) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
-    let count = |o: &str| counts.iter().filter(|c| c.outcome.as_deref() == Some(o)).map(|c| c.n).sum::<i64>();
-    let (failed, refused) = (count("failed"), count("refused"));
+    let count = |o: Outcome| counts.iter().filter(|c| c.outcome == Some(o)).map(|c| c.n).sum::<i64>();
+    let (failed, refused) = (count(Outcome::Failed), count(Outcome::Refused));
     if failed + refused > 0 {
         lines.push(format!("{failed} jobs failed (transient errors past the retries) and {refused} were refused by X"));
         for (outcome, message, n) in store.failure_reasons(3).await? {
@@ -170,7 +170,8 @@ async fn what_went_wrong(store: &Store, counts: &[crate::store::CountRow]) -> an
     }
     let now = now_ms();
     for a in store.accounts().await? {
-        let queued: i64 = counts.iter().filter(|c| c.account == a.name && c.state == "queued").map(|c| c.n).sum();
+        let queued: i64 =
+            counts.iter().filter(|c| c.account == a.name && c.state == JobState::Queued).map(|c| c.n).sum();
         if queued == 0 {
             continue;
         }
@@ -216,11 +217,11 @@ async fn start_totals(store: &Store) -> anyhow::Result<Totals> {
         if let Some(id) = ids.get(&c.account) {
             let e = totals.entry(*id).or_default();
             e.total += c.n;
-            if c.state == "done" {
+            if c.state == JobState::Done {
                 e.done += c.n;
             }
             if let Some(o) = c.outcome {
-                *e.outcomes.entry(o).or_default() += c.n;
+                *e.outcomes.entry(o.as_str().to_string()).or_default() += c.n;
             }
         }
     }

@@ -116,8 +116,8 @@ pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
     let mut total = JobCounts::default();
     let mut per: BTreeMap<String, JobCounts> = BTreeMap::new();
     for c in &counts {
-        total.add(&c.state, c.outcome.as_deref(), c.n);
-        per.entry(c.account.clone()).or_default().add(&c.state, c.outcome.as_deref(), c.n);
+        total.add(c.state.as_str(), c.outcome.map(Outcome::as_str), c.n);
+        per.entry(c.account.clone()).or_default().add(c.state.as_str(), c.outcome.map(Outcome::as_str), c.n);
     }
     let accounts = account_statuses(ctx, &mut sched, &mut per, now);
     let waiting_on_stopped = accounts.iter().filter(|a| a.stopped.is_some()).map(|a| a.jobs.by_state["queued"]).sum();

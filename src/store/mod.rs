@@ -7,7 +7,7 @@ mod sqlite;
 
 use std::path::Path;
 
-pub use crate::model::{AttemptResult, NewJob, Outcome, TargetKind};
+pub use crate::model::{AttemptResult, JobState, NewJob, Outcome, TargetKind};
 pub use crate::time::now_ms;
 pub use sqlite::{COMMIT_EVERY, INSERT_BATCH, ImportSession, RECORD_BATCH, Store};
 
@@ -224,22 +224,23 @@ pub struct Ask {
     pub want: usize,
 }
 
+/// How many of an account's jobs are in one state, with one outcome (for status).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CountRow {
     pub account: String,
-    pub state: String,
-    pub outcome: Option<String>,
+    pub state: JobState,
+    pub outcome: Option<Outcome>,
     pub n: i64,
 }
 
 /// One job, as `export` writes it.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ExportRow {
     pub account: String,
     pub target: String,
-    pub target_kind: String,
-    pub state: String,
-    pub outcome: Option<String>,
+    pub target_kind: TargetKind,
+    pub state: JobState,
+    pub outcome: Option<Outcome>,
     pub attempts: i64,
     pub last_status: Option<i64>,
     pub last_code: Option<i64>,

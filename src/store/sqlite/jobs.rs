@@ -231,7 +231,7 @@ async fn insert_jobs_in(
         let sql: Arc<str> = if chunk.len() == INSERT_BATCH { full_sql.clone() } else { insert_sql(chunk.len()).into() };
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(import_id).bind(now);
         for j in chunk {
-            q = q.bind(j.account_id).bind(j.kind.as_str()).bind(j.target.as_str()).bind(j.notify as i64);
+            q = q.bind(j.account_id).bind(j.kind).bind(j.target.as_str()).bind(j.notify as i64);
         }
         let done = q.execute(&mut *conn).await?;
         let inserted = done.rows_affected();
@@ -432,7 +432,7 @@ async fn dry_insert(conn: &mut SqliteConnection, jobs: &[NewJob]) -> Result<u64,
             QueryBuilder::new("insert or ignore into temp.dry_jobs (account_id, target_kind, target) ");
         qb.push("select column1, column2, column3 from (");
         qb.push_values(chunk, |mut b, j| {
-            b.push_bind(j.account_id).push_bind(j.kind.as_str()).push_bind(j.target.as_str());
+            b.push_bind(j.account_id).push_bind(j.kind).push_bind(j.target.as_str());
         });
         qb.push(
             ") as v where not exists (select 1 from main.jobs j where j.account_id = v.column1

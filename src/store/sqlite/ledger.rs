@@ -18,7 +18,7 @@ use crate::store::{
 pub const RECORD_BATCH: usize = 256;
 
 /// A claimed job as the claim reads it: job id, target kind, target, notify, failures, attempt id.
-type ClaimedRow = (i64, String, String, i64, i64, i64);
+type ClaimedRow = (i64, TargetKind, String, i64, i64, i64);
 
 impl Store {
     /// Start-up: attempts without an answer become "unknown" (they still count against the
@@ -192,7 +192,7 @@ async fn claim_in(conn: &mut SqliteConnection, now: i64, ask: Ask) -> Result<Cla
             attempt_id,
             job_id,
             account_id,
-            kind: TargetKind::parse(&kind),
+            kind,
             target,
             notify: notify != 0,
             sent_at: now,

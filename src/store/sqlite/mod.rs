@@ -290,6 +290,7 @@ fn restrict_permissions(_: &Path) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Outcome;
     use sqlx::AssertSqlSafe;
 
     /// Every column of every job and attempt, in id order, as one JSON text per table.
@@ -400,7 +401,7 @@ mod tests {
             .unwrap();
         let kept = store.job_counts().await.unwrap();
         assert_eq!(kept, store.recount_jobs().await.unwrap());
-        assert!(kept.iter().any(|c| c.outcome.as_deref() == Some("not_found") && c.n == 1), "{kept:?}");
+        assert!(kept.iter().any(|c| c.outcome == Some(Outcome::NotFound) && c.n == 1), "{kept:?}");
         store.close().await;
     }
 }

@@ -59,7 +59,7 @@ impl Rig {
     }
 
     fn options(&self, deadline: Option<i64>, seed: u64) -> worker::Options {
-        worker::Options { deadline, watch: false, seed, clock: self.clock.clone() }
+        worker::Options { deadline, seed, clock: self.clock.clone(), ..worker::Options::default() }
     }
 
     /// Queues `account,screen_name` rows.

@@ -112,19 +112,21 @@ pub async fn work(
     let totals = start_totals(store).await?;
     let names: Vec<(i64, String)> = store.accounts().await?.into_iter().map(|a| (a.id, a.name)).collect();
     let mut bars = Bars::new(&names, totals, !args.no_progress);
+    let queued = std::sync::Arc::new(tokio::sync::Notify::new());
     let opts = worker::Options {
         deadline,
         watch: args.watch,
         seed: args.seed.unwrap_or_else(rand::random),
         clock: crate::time::Clock::System,
+        queued: Some(queued.clone()),
     };
     let started = now_ms();
     // `--watch`: the inbox watcher imports beside the run; the run takes its jobs in from the
-    // database. It stops with the run.
+    // database as soon as the watcher says it queued some. It stops with the run.
     let watcher_stop = shutdown.child_token();
-    let watcher = args
-        .watch
-        .then(|| tokio::spawn(crate::ingest::inbox::watch(store.clone(), settings.clone(), watcher_stop.clone())));
+    let watcher = args.watch.then(|| {
+        tokio::spawn(crate::ingest::inbox::watch(store.clone(), settings.clone(), watcher_stop.clone(), queued))
+    });
     let ending = worker::run(store, settings, client, shutdown, opts, &mut bars).await;
     watcher_stop.cancel();
     if let Some(w) = watcher {

@@ -11,8 +11,10 @@
 use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -26,28 +28,34 @@ use crate::text::printable;
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// `run --watch`'s inbox watcher: every [`WATCH_EVERY`] until `shutdown`, imports the files that
-/// have settled. The run takes the new jobs in from the database, as it does any others. A file
-/// that cannot be read or imported is reported once and skipped; the watcher goes on.
-pub async fn watch(store: Store, settings: Settings, shutdown: CancellationToken) {
+/// have settled, and tells `queued` when they added jobs. The run takes the new jobs in from the
+/// database, as it does any others. A file that cannot be read or imported is reported once and
+/// skipped; the watcher goes on.
+pub async fn watch(store: Store, settings: Settings, shutdown: CancellationToken, queued: Arc<Notify>) {
     let mut inbox = Watch::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(WATCH_EVERY) => {}
         }
-        if let Err(e) = import_ready(&store, &settings, &mut inbox).await {
-            warn!(inbox = %settings.inbox.display(), error = %e, "could not look at the inbox (trying again)");
+        match import_ready(&store, &settings, &mut inbox).await {
+            Ok(0) => {}
+            Ok(_) => queued.notify_one(),
+            Err(e) => {
+                warn!(inbox = %settings.inbox.display(), error = %e, "could not look at the inbox (trying again)")
+            }
         }
     }
 }
 
-/// One look: imports every file that is ready.
-async fn import_ready(store: &Store, settings: &Settings, inbox: &mut Watch) -> Result<(), IngestError> {
+/// One look: imports every file that is ready; the jobs they added.
+async fn import_ready(store: &Store, settings: &Settings, inbox: &mut Watch) -> Result<u64, IngestError> {
     let report = |path: &Path, why: &str| warn!(file = %path.display(), error = %why, "inbox file skipped");
     let pending = inbox.ready(store, &settings.inbox, report).await?;
     if pending.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
+    let mut added = 0;
     let names: Vec<&str> = settings.accounts.iter().map(|a| a.name.as_str()).collect();
     let accounts = Accounts::new(store.sync_accounts(&names).await?, None)?;
     for (path, hash) in pending {
@@ -57,6 +65,7 @@ async fn import_ready(store: &Store, settings: &Settings, inbox: &mut Watch) -> 
             super::Options { accounts: &accounts, dry_run: false, on_reject: &mut on_reject, content_hash: hash };
         match super::import(store, &Input::File(path.clone()), opts).await {
             Ok(s) => {
+                added += s.added;
                 info!(file = %path.display(), added = s.added, duplicates = s.duplicates, rejected = s.rejected, "inbox file imported")
             }
             Err(e) => {
@@ -64,7 +73,7 @@ async fn import_ready(store: &Store, settings: &Settings, inbox: &mut Watch) -> 
             }
         }
     }
-    Ok(())
+    Ok(added)
 }
 
 /// How long a file must be unchanged before the inbox takes it.

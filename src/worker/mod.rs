@@ -88,6 +88,9 @@ pub struct Options {
     pub seed: u64,
     /// Where "now" comes from: the system's clock, or a test's.
     pub clock: Clock,
+    /// Told when something in this process queued jobs (the inbox watcher): the run looks at the
+    /// queue at once rather than at its next [`QUEUE_REFRESH`].
+    pub queued: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// An answered request: the record to write and what it means. It holds a virtual clock
@@ -305,10 +308,17 @@ impl Dispatcher<'_> {
                 MAX_NAP
             };
             let busy = !self.requests.is_empty();
+            let queued = async {
+                match &opts.queued {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             drop(awake);
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = nap(&self.clock, until, most) => {}
+                _ = queued => next_refresh = tokio::time::Instant::now(),
                 Some(joined) = self.requests.join_next(), if busy => self.answered.push(joined?),
             }
         }

@@ -143,23 +143,6 @@ impl Clock {
         }
     }
 
-    /// Waits for `d` of this clock's time: [`Clock::sleep_until`] `now + d`, however long.
-    pub async fn sleep(&self, d: Duration) {
-        let until = self.now_ms().saturating_add(d.as_millis().min(i64::MAX as u128) as i64);
-        while self.now_ms() < until {
-            self.sleep_until(until, d.max(Duration::from_millis(1))).await;
-        }
-    }
-
-    /// Moves a virtual clock on by `d` (tests: a step of the system clock). No effect on the
-    /// system clock.
-    pub fn advance(&self, d: Duration) {
-        if let Clock::Virtual(v) = self {
-            v.lock().now += d.as_millis() as i64;
-            v.changed.notify_waiters();
-        }
-    }
-
     /// True for a virtual clock.
     pub fn is_virtual(&self) -> bool {
         matches!(self, Clock::Virtual(_))
@@ -210,13 +193,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(clock.now_ms(), 1_000, "real time passing does not move it");
         let started = std::time::Instant::now();
-        clock.sleep(Duration::from_secs(3_600)).await;
+        clock.sleep_until(1_000 + 3_600_000, Duration::from_secs(30)).await;
         assert_eq!(clock.now_ms(), 1_000 + 3_600_000);
         assert!(started.elapsed() < Duration::from_secs(1), "an hour of it passes at once");
         clock.sleep_until(5, Duration::MAX).await;
         assert_eq!(clock.now_ms(), 3_601_000, "never backwards");
-        clock.advance(Duration::from_millis(7));
-        assert_eq!(clock.now_ms(), 3_601_007);
     }
 
     #[tokio::test]

@@ -487,7 +487,7 @@ async fn two_dispatchers_on_one_ledger_never_exceed_a_budget() {
     let (mut silent_one, mut silent_two) = (Silent, Silent);
     // Recovered once, as `run` would at start; then neither may take the other's requests in
     // flight for a crash's.
-    rig.store.recover(rig.now()).await.unwrap();
+    rig.store.recover(&rig.clock).await.unwrap();
     let one = worker::work_off(
         &rig.store,
         &rig.settings,

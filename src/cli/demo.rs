@@ -63,7 +63,8 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     settings.retry.base = share(120);
     settings.retry.max = share(8);
     settings.retry.max_attempts = 6;
-    let hang_for = share(8);
+    // Held past the time-out (whose resolution is a quarter of a second) at any window.
+    let hang_for = share(8).max(settings.api.timeout + Duration::from_millis(500));
     // A hang must not hold up the queue: others go on while one request waits.
     settings.run.concurrency = 4;
     settings.inbox = dir.join("inbox");
@@ -79,7 +80,7 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
         settings.limits.per_app
     );
     crate::outln!(
-        "faults the sandbox injects on purpose: 503s (2 %), 500s (1 %), spurious 429s (0.3 %), answers held {} past the {} time-out (0.3 %), dropped connections (0.5 %): the log lines below about 'Over capacity', 'Internal error', 'rate limited', 'timed out' and 'connection' are those faults, and followq retries them",
+        "faults the sandbox injects on purpose: 503s (2 %), 500s (1 %), spurious 429s (0.3 %), answers held back {} (past the {} time-out; 0.3 %), dropped connections (0.5 %): the log lines below about 'Over capacity', 'Internal error', 'rate limited', 'timed out' and 'connection' are those faults, and followq retries them",
         human_ms(hang_for.as_millis() as i64),
         human_ms(settings.api.timeout.as_millis() as i64)
     );

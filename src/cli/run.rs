@@ -203,6 +203,8 @@ fn describe(ending: &Ending, queued: i64) -> String {
             format!("{queued} jobs were queued as the run ended; `followq run` sends them")
         }
         Ending::Finished => "every job finished".into(),
+        // Stopped just as the last answers came back: nothing is left to resume.
+        Ending::Stopped if queued == 0 => "stopped; every job had finished".into(),
         Ending::Stopped => format!("stopped with {queued} jobs left; `followq run` resumes"),
         Ending::Blocked => {
             format!("{queued} jobs left, but every account that has them is stopped (see `followq status`)")
@@ -273,4 +275,17 @@ async fn plan(ctx: &Context) -> anyhow::Result<u8> {
         (None, n) => crate::outln!("{n} jobs wait on stopped accounts: nothing can be sent until one is resumed"),
     }
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Defect (found from the outside): a run stopped as its last answers came back said
+    /// "stopped with 0 jobs left; `followq run` resumes" — nothing was left to resume.
+    #[test]
+    fn a_stop_with_nothing_left_does_not_say_resume() {
+        assert_eq!(describe(&Ending::Stopped, 0), "stopped; every job had finished");
+        assert!(describe(&Ending::Stopped, 3).contains("3 jobs left; `followq run` resumes"));
+    }
 }

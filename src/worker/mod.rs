@@ -146,7 +146,7 @@ pub async fn run(
     opts: Options,
     observer: &mut dyn Observer,
 ) -> anyhow::Result<Ending> {
-    let rec = store.recover(opts.clock.now_ms()).await?;
+    let rec = store.recover(&opts.clock).await?;
     if rec.unknown_attempts > 0 {
         warn!(
             attempts = rec.unknown_attempts,
@@ -330,7 +330,7 @@ impl Dispatcher<'_> {
         let mut ending = None;
         while !self.answered.is_empty() {
             let (records, verdicts) = self.take_answers();
-            let written = self.store.record(&records, self.clock.now_ms()).await?;
+            let written = self.store.record(&records, &self.clock).await?;
             ending = self.absorb_all(records, verdicts, written).or(ending);
         }
         Ok(ending)
@@ -385,7 +385,7 @@ impl Dispatcher<'_> {
         let want = self.sched.burst(id, now, self.free_slots());
         let (records, verdicts) = self.take_answers();
         let ask = Ask { account_id: id, budget: self.budget, want };
-        let (written, claimed) = self.store.record_and_claim(&records, now, ask).await?;
+        let (written, claimed) = self.store.record_and_claim(&records, &self.clock, ask).await?;
         self.last_claim = std::time::Instant::now();
         let ending = self.absorb_all(records, verdicts, written);
         let (store, settings, sched) = (self.store, self.settings, &mut self.sched);
@@ -397,7 +397,10 @@ impl Dispatcher<'_> {
                     .get(&id)
                     .cloned()
                     .ok_or_else(|| anyhow::anyhow!("account {id} has no credentials"))?;
-                sched.claimed(id, claims.len(), now);
+                // Sent at the time the ledger stamped them: later than `now` if the claim waited
+                // for another writer's lock.
+                let sent_at = claims.first().map_or(now, |c| c.sent_at);
+                sched.claimed(id, claims.len(), sent_at);
                 // The same for every claim of the batch (taken after their sends are mirrored).
                 let ctx = TaskCtx {
                     client: self.client.clone(),
@@ -405,7 +408,7 @@ impl Dispatcher<'_> {
                     retry: settings.retry.clone(),
                     cooldown_ms: (settings.limits.window.as_millis() as f64 * COOLDOWN_SHARE) as i64,
                     pace_factor: sched.account(id).map_or(1.0, |a| a.pace_factor),
-                    window_frees: sched.oldest_send(id).map_or(now, |t| t + sched.limits.window_ms),
+                    window_frees: sched.oldest_send(id).map_or(sent_at, |t| t + sched.limits.window_ms),
                 };
                 let out = self.out.entry(id).or_default();
                 for claim in claims {
@@ -427,7 +430,7 @@ impl Dispatcher<'_> {
                 // and decide again.
                 let name = sched.account(id).map(|a| a.name.clone()).unwrap_or_default();
                 warn!(account = %name, "the ledger's window is fuller than this run knew (another process?): reloading it");
-                *sched = load(store, settings, now, rand::random()).await?;
+                *sched = load(store, settings, self.clock.now_ms(), rand::random()).await?;
             }
         }
         Ok(ending)

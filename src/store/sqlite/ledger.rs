@@ -13,6 +13,7 @@ use crate::store::{
     Ask, AttemptRow, Budget, Claim, ClaimResult, LedgerSnapshot, Record, RecordAccount, RecordJob, Recovered,
     StoreError, Written,
 };
+use crate::time::Clock;
 
 /// Answers written per statement at most (10 bound values each, well inside SQLite's 32,766).
 pub const RECORD_BATCH: usize = 256;
@@ -23,8 +24,9 @@ type ClaimedRow = (i64, TargetKind, String, i64, i64, i64);
 impl Store {
     /// Start-up: attempts without an answer become "unknown" (they still count against the
     /// budget: the request may have reached X), and their jobs go back to the queue.
-    pub async fn recover(&self, now: i64) -> Result<Recovered, StoreError> {
+    pub async fn recover(&self, clock: &Clock) -> Result<Recovered, StoreError> {
         let mut tx = self.write_tx().await?;
+        let now = clock.now_ms();
         let unknown = sqlx::query("update attempts set finished_at = ?1, result = 'unknown' where finished_at is null")
             .bind(now)
             .execute(&mut *tx)
@@ -74,38 +76,43 @@ impl Store {
     /// database's write lock before the first read (see [`Store::write_tx`]), so no other claim,
     /// in this process or another, can count the same rows and insert beside this one. An engine
     /// with row locks takes the account's row and then the app's, in that order, before counting.
-    pub async fn claim(&self, now: i64, ask: Ask) -> Result<ClaimResult, StoreError> {
+    ///
+    /// "Now" is read from `clock` once the lock is held: a claim that waited for another
+    /// writer's lock is stamped when it could go, not when it asked.
+    pub async fn claim(&self, clock: &Clock, ask: Ask) -> Result<ClaimResult, StoreError> {
         let mut tx = self.write_tx().await?;
-        let claimed = claim_in(&mut tx, now, ask).await?;
+        let claimed = claim_in(&mut tx, clock.now_ms(), ask).await?;
         tx.commit().await?;
         Ok(claimed)
     }
 
-    /// Phase 2 for up to [`RECORD_BATCH`] answers that came back by `now`, in one transaction:
+    /// Phase 2 for up to [`RECORD_BATCH`] answers, in one transaction, at `clock`'s time once the
+    /// lock is held:
     /// each answer on its attempt, each job's next state, any account's pause or stop. Guarded
     /// by the attempt id: an attempt that already has an answer changes nothing and is reported
     /// [`Written::Late`]; a job that is not on its (open) attempt is an error, and nothing is
     /// written.
-    pub async fn record(&self, records: &[Record], now: i64) -> Result<Vec<Written>, StoreError> {
+    pub async fn record(&self, records: &[Record], clock: &Clock) -> Result<Vec<Written>, StoreError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.write_tx().await?;
-        let written = record_in(&mut tx, records, now).await?;
+        let written = record_in(&mut tx, records, clock.now_ms()).await?;
         tx.commit().await?;
         Ok(written)
     }
 
-    /// [`Store::record`] then [`Store::claim`], at `now`, in one transaction: the same
-    /// statements, with one lock, one commit and one sync for both. An answer recorded here
-    /// that pauses or stops its account already holds back this claim.
+    /// [`Store::record`] then [`Store::claim`] in one transaction, at `clock`'s time once the
+    /// lock is held: the same statements, with one lock, one commit and one sync for both. An
+    /// answer recorded here that pauses or stops its account already holds back this claim.
     pub async fn record_and_claim(
         &self,
         records: &[Record],
-        now: i64,
+        clock: &Clock,
         ask: Ask,
     ) -> Result<(Vec<Written>, ClaimResult), StoreError> {
         let mut tx = self.write_tx().await?;
+        let now = clock.now_ms();
         let written = record_in(&mut tx, records, now).await?;
         let claimed = claim_in(&mut tx, now, ask).await?;
         tx.commit().await?;
@@ -366,6 +373,11 @@ mod tests {
 
     const BUDGET: Budget = Budget { window_ms: 60_000, per_user: 100, per_app: 100 };
 
+    /// A clock that says `ms`.
+    fn at(ms: i64) -> Clock {
+        Clock::virtual_at(ms)
+    }
+
     fn ask(account_id: i64, budget: Budget, want: usize) -> Ask {
         Ask { account_id, budget, want }
     }
@@ -393,19 +405,23 @@ mod tests {
         let (store, id) = store_at(&path, 20).await;
         let now = 1_000_000;
         let budget = Budget { window_ms: 60_000, per_user: 5, per_app: 7 };
-        let first = claims(store.claim(now, ask(id, budget, 3)).await.unwrap());
+        let first = claims(store.claim(&at(now), ask(id, budget, 3)).await.unwrap());
         assert_eq!(first.iter().map(|c| c.target.as_str()).collect::<Vec<_>>(), ["t0", "t1", "t2"]);
         assert!(first.iter().all(|c| c.sent_at == now));
         // Another process's claim counts too: the ledger, not a mirror, is what is counted.
         let other = Store::open(&path).await.unwrap();
-        assert_eq!(claims(other.claim(now + 1, ask(id, budget, 1)).await.unwrap()).len(), 1);
-        assert_eq!(claims(store.claim(now + 2, ask(id, budget, 10)).await.unwrap()).len(), 1, "5 per account");
-        assert!(matches!(store.claim(now + 3, ask(id, budget, 1)).await.unwrap(), ClaimResult::UserFull));
+        assert_eq!(claims(other.claim(&at(now + 1), ask(id, budget, 1)).await.unwrap()).len(), 1);
+        assert_eq!(claims(store.claim(&at(now + 2), ask(id, budget, 10)).await.unwrap()).len(), 1, "5 per account");
+        assert!(matches!(store.claim(&at(now + 3), ask(id, budget, 1)).await.unwrap(), ClaimResult::UserFull));
         // The window slides: a minute after the first three, they no longer count.
         let later = now + 60_000;
         let app_first = Budget { per_user: 100, ..budget };
-        assert_eq!(claims(store.claim(later, ask(id, app_first, 10)).await.unwrap()).len(), 5, "7 per app, 2 still in");
-        assert!(matches!(store.claim(later, ask(id, app_first, 1)).await.unwrap(), ClaimResult::AppFull));
+        assert_eq!(
+            claims(store.claim(&at(later), ask(id, app_first, 10)).await.unwrap()).len(),
+            5,
+            "7 per app, 2 still in"
+        );
+        assert!(matches!(store.claim(&at(later), ask(id, app_first, 1)).await.unwrap(), ClaimResult::AppFull));
         assert_eq!(store.open_attempts().await.unwrap(), 10);
     }
 
@@ -413,19 +429,19 @@ mod tests {
     async fn a_late_answer_changes_nothing_and_a_pause_stops_the_next_claim() {
         let (_dir, store, id) = store_with(10).await;
         let now = now_ms();
-        let first = claims(store.claim(now, ask(id, BUDGET, 3)).await.unwrap());
+        let first = claims(store.claim(&at(now), ask(id, BUDGET, 3)).await.unwrap());
         let answers: Vec<Record> = first.iter().map(answer).collect();
-        assert_eq!(store.record(&answers, now + 5).await.unwrap(), [Written::Yes; 3]);
-        assert_eq!(store.record(&answers[..1], now + 6).await.unwrap(), [Written::Late]);
+        assert_eq!(store.record(&answers, &at(now + 5)).await.unwrap(), [Written::Yes; 3]);
+        assert_eq!(store.record(&answers[..1], &at(now + 6)).await.unwrap(), [Written::Late]);
         assert_eq!(store.open_attempts().await.unwrap(), 0);
 
-        let next = claims(store.claim(now + 10, ask(id, BUDGET, 1)).await.unwrap());
+        let next = claims(store.claim(&at(now + 10), ask(id, BUDGET, 1)).await.unwrap());
         let mut pause = answer(&next[0]);
         pause.account = Some(RecordAccount::Pause { until: now + 60_000, reason: "test".into(), pace_factor: None });
-        store.record(&[pause], now + 11).await.unwrap();
-        let r = store.claim(now + 12, ask(id, BUDGET, 1)).await.unwrap();
+        store.record(&[pause], &at(now + 11)).await.unwrap();
+        let r = store.claim(&at(now + 12), ask(id, BUDGET, 1)).await.unwrap();
         assert!(matches!(r, ClaimResult::Paused { until, .. } if until == now + 60_000), "{r:?}");
-        assert!(matches!(store.claim(now + 60_000, ask(id, BUDGET, 1)).await.unwrap(), ClaimResult::Claimed(_)));
+        assert!(matches!(store.claim(&at(now + 60_000), ask(id, BUDGET, 1)).await.unwrap(), ClaimResult::Claimed(_)));
 
         // The counts kept by the trigger agree with a recount.
         let mut kept = store.job_counts().await.unwrap();
@@ -439,14 +455,14 @@ mod tests {
     async fn an_answer_whose_job_left_its_attempt_is_an_error_and_writes_nothing() {
         let (_dir, store, id) = store_with(2).await;
         let now = now_ms();
-        let claimed = claims(store.claim(now, ask(id, BUDGET, 2)).await.unwrap());
+        let claimed = claims(store.claim(&at(now), ask(id, BUDGET, 2)).await.unwrap());
         sqlx::query("update jobs set attempt_id = null where id = ?1")
             .bind(claimed[1].job_id)
             .execute(&store.pool)
             .await
             .unwrap();
         let answers: Vec<Record> = claimed.iter().map(answer).collect();
-        let err = store.record(&answers, now + 1).await.unwrap_err();
+        let err = store.record(&answers, &at(now + 1)).await.unwrap_err();
         assert!(matches!(err, StoreError::Stale(_)), "{err}");
         assert_eq!(store.open_attempts().await.unwrap(), 2, "the whole batch was rolled back");
     }
@@ -472,10 +488,10 @@ mod tests {
             Unknown,
         ];
         let (_dir, store, id) = store_with(all.len()).await;
-        let claimed = claims(store.claim(now_ms(), ask(id, BUDGET, all.len())).await.unwrap());
+        let claimed = claims(store.claim(&at(now_ms()), ask(id, BUDGET, all.len())).await.unwrap());
         let answers: Vec<Record> =
             claimed.iter().zip(all).map(|(c, result)| Record { result, ..Record::for_claim(c) }).collect();
-        store.record(&answers, now_ms()).await.unwrap();
+        store.record(&answers, &Clock::System).await.unwrap();
         let stored: Vec<String> =
             sqlx::query_scalar("select result from attempts order by id").fetch_all(&store.pool).await.unwrap();
         assert_eq!(stored[0], "followed");
@@ -523,12 +539,33 @@ mod tests {
         let other = Store::open(&path).await.unwrap();
         let release = hold(&other, 700).await;
         let started = std::time::Instant::now();
-        let claimed = store.claim(now_ms(), ask(id, BUDGET, 1)).await.unwrap();
+        let claimed = store.claim(&Clock::System, ask(id, BUDGET, 1)).await.unwrap();
         assert!(matches!(claimed, ClaimResult::Claimed(_)), "{claimed:?}");
         assert!(started.elapsed() >= std::time::Duration::from_millis(500), "it waited for the lock");
         release.await.unwrap();
         let release = hold(&other, 400).await;
-        assert_eq!(store.recover(now_ms()).await.unwrap().requeued_jobs, 1);
+        assert_eq!(store.recover(&Clock::System).await.unwrap().requeued_jobs, 1);
         release.await.unwrap();
+    }
+
+    /// Defect (found from the outside): the claim was stamped with the time the dispatcher
+    /// decided, before it waited for another writer's lock (a `sqlite3` shell, an import). The
+    /// ledger then placed the requests earlier than they left, freed their window early, and a
+    /// lock held past the safety margin made the run overspend (the sandbox saw 6 in a window of
+    /// 3). The time is read once the lock is held.
+    #[tokio::test]
+    async fn a_claim_that_waited_for_the_write_lock_is_stamped_when_it_got_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (store, id) = store_at(&path, 2).await;
+        let other = Store::open(&path).await.unwrap();
+        let asked = now_ms();
+        let release = hold(&other, 600).await;
+        let claimed = claims(store.claim(&Clock::System, ask(id, BUDGET, 2)).await.unwrap());
+        release.await.unwrap();
+        assert!(claimed[0].sent_at >= asked + 550, "stamped {} ms after it asked", claimed[0].sent_at - asked);
+        let sent: Vec<i64> =
+            sqlx::query_scalar("select sent_at from attempts order by id").fetch_all(&store.pool).await.unwrap();
+        assert!(sent.iter().all(|&t| t == claimed[0].sent_at), "{sent:?}");
     }
 }

@@ -152,15 +152,14 @@ async fn claim_in(conn: &mut SqliteConnection, now: i64, ask: Ask) -> Result<Cla
     // The attempts for the account's next jobs in import order, as many as both windows have
     // room for (counted over index ranges, attempts_account_sent and attempts_sent, of at most a
     // window's requests each), none while the account is paused or stopped...
-    let attempts: Vec<i64> = sqlx::query_scalar(
+    let inserted = sqlx::query(
         "insert into attempts (job_id, account_id, sent_at)
          select id, account_id, ?2 from jobs
          where account_id = ?1 and state = 'queued' and outcome is null and not_before <= ?2
            and (select stopped_reason = '' and paused_until <= ?2 from accounts where id = ?1)
          order by id
          limit max(0, min(?3, ?4 - (select count(*) from attempts where account_id = ?1 and sent_at > ?6),
-                              ?5 - (select count(*) from attempts where sent_at > ?6)))
-         returning id",
+                              ?5 - (select count(*) from attempts where sent_at > ?6)))",
     )
     .bind(account_id)
     .bind(now)
@@ -168,12 +167,14 @@ async fn claim_in(conn: &mut SqliteConnection, now: i64, ask: Ask) -> Result<Cla
     .bind(i64::from(budget.per_user))
     .bind(i64::from(budget.per_app))
     .bind(start)
-    .fetch_all(&mut *conn)
+    .execute(&mut *conn)
     .await?;
-    if attempts.is_empty() {
+    let n = inserted.rows_affected() as i64;
+    if n == 0 {
         return why_none(conn, account_id, now, budget).await;
     }
-    let (first, last) = (attempts.iter().min().copied().unwrap_or(0), attempts.iter().max().copied().unwrap_or(0));
+    // One statement under the write lock: its rows took the ids up to the last one, in a row.
+    let (first, last) = (inserted.last_insert_rowid() - n + 1, inserted.last_insert_rowid());
     // ...then their jobs in flight, each on its attempt, only if still queued (this
     // transaction inserted every attempt from `first` to `last`: it holds the write lock).
     let rows: Vec<ClaimedRow> = sqlx::query_as(
@@ -186,12 +187,8 @@ async fn claim_in(conn: &mut SqliteConnection, now: i64, ask: Ask) -> Result<Cla
     .bind(last)
     .fetch_all(&mut *conn)
     .await?;
-    if rows.len() != attempts.len() {
-        return Err(StoreError::Stale(format!(
-            "{} of {} claimed jobs left the queue",
-            attempts.len() - rows.len(),
-            attempts.len()
-        )));
+    if rows.len() as i64 != n {
+        return Err(StoreError::Stale(format!("{} of {n} claimed jobs left the queue", n - rows.len() as i64)));
     }
     let mut claims: Vec<Claim> = rows
         .into_iter()
@@ -270,9 +267,31 @@ async fn record_in(conn: &mut SqliteConnection, records: &[Record], now: i64) ->
             .push_bind(r.rl_remaining)
             .push_bind(r.rl_reset);
     });
-    qb.push(") as v where attempts.id = v.column1 and attempts.finished_at is null returning attempts.id");
-    let fresh: HashSet<i64> = qb.build_query_scalar().fetch_all(&mut *conn).await?.into_iter().collect();
-    let live: Vec<&Record> = records.iter().filter(|r| fresh.contains(&r.attempt_id)).collect();
+    qb.push(") as v where attempts.id = v.column1 and attempts.finished_at is null");
+    let fresh = qb.build().execute(&mut *conn).await?.rows_affected();
+    // Answers whose attempt already had one: only start-up recovery closes another run's open
+    // attempt, and it writes `unknown`, which no answer is. (Asked only when some were skipped:
+    // every row a statement returns is one more hand-off from SQLite's thread.)
+    let late: HashSet<i64> = if fresh == records.len() as u64 {
+        HashSet::new()
+    } else {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("select id from attempts where result = 'unknown' and id in (");
+        let mut ids = q.separated(", ");
+        for r in records {
+            ids.push_bind(r.attempt_id);
+        }
+        q.push(")");
+        q.build_query_scalar().fetch_all(&mut *conn).await?.into_iter().collect()
+    };
+    let live: Vec<&Record> = records.iter().filter(|r| !late.contains(&r.attempt_id)).collect();
+    if live.len() as u64 != fresh {
+        return Err(StoreError::Stale(format!(
+            "{} of {} answered attempts were neither open nor recovered",
+            live.len() as u64 - fresh.min(live.len() as u64),
+            records.len()
+        )));
+    }
     if !live.is_empty() {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "update jobs set state = v.column3, outcome = v.column4, not_before = v.column5,
@@ -333,7 +352,7 @@ async fn record_in(conn: &mut SqliteConnection, records: &[Record], now: i64) ->
             return Err(StoreError::Stale(format!("account {} is not in the database", r.account_id)));
         }
     }
-    Ok(records.iter().map(|r| if fresh.contains(&r.attempt_id) { Written::Yes } else { Written::Late }).collect())
+    Ok(records.iter().map(|r| if late.contains(&r.attempt_id) { Written::Late } else { Written::Yes }).collect())
 }
 
 #[cfg(test)]
@@ -426,14 +445,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_late_answer_changes_nothing_and_a_pause_stops_the_next_claim() {
+    async fn a_late_answer_changes_nothing_a_repeated_one_is_an_error_and_a_pause_stops_the_next_claim() {
         let (_dir, store, id) = store_with(10).await;
         let now = now_ms();
         let first = claims(store.claim(&at(now), ask(id, BUDGET, 3)).await.unwrap());
         let answers: Vec<Record> = first.iter().map(answer).collect();
-        assert_eq!(store.record(&answers, &at(now + 5)).await.unwrap(), [Written::Yes; 3]);
-        assert_eq!(store.record(&answers[..1], &at(now + 6)).await.unwrap(), [Written::Late]);
+        // Another run's start-up recovery closes the last one as `unknown` (and queues its job):
+        // its answer, when it comes, is late and changes nothing.
+        sqlx::query("update attempts set finished_at = ?2, result = 'unknown' where id = ?1")
+            .bind(first[2].attempt_id)
+            .bind(now + 1)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("update jobs set state = 'queued', attempt_id = null where id = ?1")
+            .bind(first[2].job_id)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(store.record(&answers, &at(now + 5)).await.unwrap(), [Written::Yes, Written::Yes, Written::Late]);
         assert_eq!(store.open_attempts().await.unwrap(), 0);
+        // The same answer twice is a transition that changes nothing: an error, and nothing moves.
+        let again = store.record(&answers[..1], &at(now + 6)).await.unwrap_err();
+        assert!(matches!(again, StoreError::Stale(_)), "{again}");
+        let log = store.attempt_log().await.unwrap();
+        assert_eq!(log[0].finished_at, Some(now + 5));
+        assert_eq!(log[2].result, Some(AttemptResult::Unknown));
 
         let next = claims(store.claim(&at(now + 10), ask(id, BUDGET, 1)).await.unwrap());
         let mut pause = answer(&next[0]);

@@ -1,0 +1,247 @@
+use super::*;
+use crate::model::AttemptResult;
+use crate::model::NewJob;
+use crate::time::now_ms;
+
+/// A store with `n` queued jobs for one account; its id.
+async fn store_with(n: usize) -> (tempfile::TempDir, Store, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, id) = store_at(&dir.path().join("t.db"), n).await;
+    (dir, store, id)
+}
+
+/// [`store_with`] at `path`.
+async fn store_at(path: &std::path::Path, n: usize) -> (Store, i64) {
+    let store = Store::open(path).await.unwrap();
+    let id = store.sync_accounts(&["alice"]).await.unwrap()["alice"];
+    let mut session = store.import_session(false).await.unwrap();
+    let import = session.begin_import("t.csv", "").await.unwrap();
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| NewJob { account_id: id, kind: TargetKind::ScreenName, target: format!("t{i}"), notify: false })
+        .collect();
+    session.insert_jobs(import, &jobs).await.unwrap();
+    let summary = crate::model::Summary {
+        source: "t.csv".into(),
+        rows_read: n as u64,
+        added: n as u64,
+        duplicates: 0,
+        rejected: 0,
+    };
+    session.finish(import, &summary).await.unwrap();
+    (store, id)
+}
+
+const BUDGET: Budget = Budget { window_ms: 60_000, per_user: 100, per_app: 100 };
+
+/// A clock that says `ms`.
+fn at(ms: i64) -> Clock {
+    Clock::virtual_at(ms)
+}
+
+fn ask(account_id: i64, budget: Budget, want: usize) -> Ask {
+    Ask { account_id, budget, want }
+}
+
+fn answer(c: &Claim) -> Record {
+    Record {
+        result: AttemptResult::Followed,
+        http_status: Some(200),
+        job: RecordJob::Done(Outcome::Followed),
+        ..Record::for_claim(c)
+    }
+}
+
+fn claims(r: ClaimResult) -> Vec<Claim> {
+    match r {
+        ClaimResult::Claimed(claims) => claims,
+        other => panic!("expected a claim, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_claim_counts_the_ledger_and_takes_only_what_both_budgets_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let (store, id) = store_at(&path, 20).await;
+    let now = 1_000_000;
+    let budget = Budget { window_ms: 60_000, per_user: 5, per_app: 7 };
+    let first = claims(store.claim(&at(now), ask(id, budget, 3)).await.unwrap());
+    assert_eq!(first.iter().map(|c| c.target.as_str()).collect::<Vec<_>>(), ["t0", "t1", "t2"]);
+    assert!(first.iter().all(|c| c.sent_at == now));
+    // Another process's claim counts too: the ledger, not a mirror, is what is counted.
+    let other = Store::open(&path).await.unwrap();
+    assert_eq!(claims(other.claim(&at(now + 1), ask(id, budget, 1)).await.unwrap()).len(), 1);
+    assert_eq!(claims(store.claim(&at(now + 2), ask(id, budget, 10)).await.unwrap()).len(), 1, "5 per account");
+    assert!(matches!(store.claim(&at(now + 3), ask(id, budget, 1)).await.unwrap(), ClaimResult::UserFull));
+    // The window slides: a minute after the first three, they no longer count.
+    let later = now + 60_000;
+    let app_first = Budget { per_user: 100, ..budget };
+    assert_eq!(
+        claims(store.claim(&at(later), ask(id, app_first, 10)).await.unwrap()).len(),
+        5,
+        "7 per app, 2 still in"
+    );
+    assert!(matches!(store.claim(&at(later), ask(id, app_first, 1)).await.unwrap(), ClaimResult::AppFull));
+    assert_eq!(store.open_attempts().await.unwrap(), 10);
+}
+
+#[tokio::test]
+async fn a_late_answer_changes_nothing_a_repeated_one_is_an_error_and_a_pause_stops_the_next_claim() {
+    let (_dir, store, id) = store_with(10).await;
+    let now = now_ms();
+    let first = claims(store.claim(&at(now), ask(id, BUDGET, 3)).await.unwrap());
+    let answers: Vec<Record> = first.iter().map(answer).collect();
+    // Another run's start-up recovery closes the last one as `unknown` (and queues its job):
+    // its answer, when it comes, is late and changes nothing.
+    sqlx::query("update attempts set finished_at = ?2, result = 'unknown' where id = ?1")
+        .bind(first[2].attempt_id)
+        .bind(now + 1)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    sqlx::query("update jobs set state = 'queued', attempt_id = null where id = ?1")
+        .bind(first[2].job_id)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(store.record(&answers, &at(now + 5)).await.unwrap(), [Written::Yes, Written::Yes, Written::Late]);
+    assert_eq!(store.open_attempts().await.unwrap(), 0);
+    // The same answer twice is a transition that changes nothing: an error, and nothing moves.
+    let again = store.record(&answers[..1], &at(now + 6)).await.unwrap_err();
+    assert!(matches!(again, StoreError::Stale(_)), "{again}");
+    let log = store.attempt_log().await.unwrap();
+    assert_eq!(log[0].finished_at, Some(now + 5));
+    assert_eq!(log[2].result, Some(AttemptResult::Unknown));
+
+    let next = claims(store.claim(&at(now + 10), ask(id, BUDGET, 1)).await.unwrap());
+    let mut pause = answer(&next[0]);
+    pause.account = Some(RecordAccount::Pause { until: now + 60_000, reason: "test".into(), pace_factor: None });
+    store.record(&[pause], &at(now + 11)).await.unwrap();
+    let r = store.claim(&at(now + 12), ask(id, BUDGET, 1)).await.unwrap();
+    assert!(matches!(r, ClaimResult::Paused { until, .. } if until == now + 60_000), "{r:?}");
+    assert!(matches!(store.claim(&at(now + 60_000), ask(id, BUDGET, 1)).await.unwrap(), ClaimResult::Claimed(_)));
+
+    // The counts kept by the trigger agree with a recount.
+    let mut kept = store.job_counts().await.unwrap();
+    let mut counted = store.recount_jobs().await.unwrap();
+    kept.retain(|c| c.n > 0);
+    counted.retain(|c| c.n > 0);
+    assert_eq!(format!("{kept:?}"), format!("{counted:?}"));
+}
+
+#[tokio::test]
+async fn an_answer_whose_job_left_its_attempt_is_an_error_and_writes_nothing() {
+    let (_dir, store, id) = store_with(2).await;
+    let now = now_ms();
+    let claimed = claims(store.claim(&at(now), ask(id, BUDGET, 2)).await.unwrap());
+    sqlx::query("update jobs set attempt_id = null where id = ?1")
+        .bind(claimed[1].job_id)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let answers: Vec<Record> = claimed.iter().map(answer).collect();
+    let err = store.record(&answers, &at(now + 1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Stale(_)), "{err}");
+    assert_eq!(store.open_attempts().await.unwrap(), 2, "the whole batch was rolled back");
+}
+
+#[tokio::test]
+async fn every_attempt_result_reads_back_as_it_was_written() {
+    use AttemptResult::*;
+    let all = [
+        Followed,
+        Requested,
+        AlreadyFollowing,
+        Blocked,
+        Suspended,
+        NotFound,
+        Refused,
+        RateLimited,
+        FollowLimit,
+        Automated,
+        AccountStopped,
+        AppStopped,
+        ClockSkew,
+        Transient,
+        Unknown,
+    ];
+    let (_dir, store, id) = store_with(all.len()).await;
+    let claimed = claims(store.claim(&at(now_ms()), ask(id, BUDGET, all.len())).await.unwrap());
+    let answers: Vec<Record> =
+        claimed.iter().zip(all).map(|(c, result)| Record { result, ..Record::for_claim(c) }).collect();
+    store.record(&answers, &Clock::System).await.unwrap();
+    let stored: Vec<String> =
+        sqlx::query_scalar("select result from attempts order by id").fetch_all(&store.pool).await.unwrap();
+    assert_eq!(stored[0], "followed");
+    assert_eq!(stored[2], "already_following");
+    assert_eq!(stored[9], "automated");
+    let read: Vec<Option<AttemptResult>> = store.attempt_log().await.unwrap().into_iter().map(|a| a.result).collect();
+    assert_eq!(read, all.map(Some));
+}
+
+/// Defect: with `synchronous = NORMAL` a claim's WAL frames reached the disk only at a
+/// checkpoint, after its request had left: a power loss erased attempts X had seen, the
+/// next run overspent, and their jobs were sent twice. Every commit (claim, record,
+/// recover) is synced before it returns.
+#[tokio::test]
+async fn the_claiming_connection_syncs_every_commit_before_the_request_leaves() {
+    let (_dir, store, _) = store_with(1).await;
+    let mut conn = store.pool.acquire().await.unwrap();
+    let on_pool: i64 = sqlx::query_scalar("pragma synchronous").fetch_one(&mut *conn).await.unwrap();
+    // 2 is FULL: in WAL mode the WAL is fsynced at every commit.
+    assert_eq!(on_pool, 2);
+    let mode: String = sqlx::query_scalar("pragma journal_mode").fetch_one(&mut *conn).await.unwrap();
+    assert_eq!(mode, "wal");
+}
+
+/// Takes `other`'s write lock (a write in a transaction left open) and releases it after `ms`.
+async fn hold(other: &Store, ms: u64) -> tokio::task::JoinHandle<()> {
+    let mut held = other.pool.begin_with("begin immediate").await.unwrap();
+    sqlx::query("update accounts set pace_factor = 1.0").execute(&mut *held).await.unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        held.commit().await.unwrap();
+    })
+}
+
+/// Defect: a writer that held the lock longer than the busy timeout (an import waiting on
+/// a pipe) made `run` exit 1 with "database is locked". The run's writes wait it out.
+#[tokio::test]
+async fn a_run_outlasts_a_writer_that_holds_the_lock_past_the_busy_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    drop(store_at(&path, 1).await);
+    let store = Store::open_with(&path, std::time::Duration::from_millis(100)).await.unwrap();
+    let id = store.sync_accounts(&["alice"]).await.unwrap()["alice"];
+    let other = Store::open(&path).await.unwrap();
+    let release = hold(&other, 700).await;
+    let started = std::time::Instant::now();
+    let claimed = store.claim(&Clock::System, ask(id, BUDGET, 1)).await.unwrap();
+    assert!(matches!(claimed, ClaimResult::Claimed(_)), "{claimed:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500), "it waited for the lock");
+    release.await.unwrap();
+    let release = hold(&other, 400).await;
+    assert_eq!(store.recover(&Clock::System).await.unwrap().requeued_jobs, 1);
+    release.await.unwrap();
+}
+
+/// Defect (found from the outside): the claim was stamped with the time the dispatcher
+/// decided, before it waited for another writer's lock (a `sqlite3` shell, an import). The
+/// ledger then placed the requests earlier than they left, freed their window early, and a
+/// lock held past the safety margin made the run overspend (the sandbox saw 6 in a window of
+/// 3). The time is read once the lock is held.
+#[tokio::test]
+async fn a_claim_that_waited_for_the_write_lock_is_stamped_when_it_got_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let (store, id) = store_at(&path, 2).await;
+    let other = Store::open(&path).await.unwrap();
+    let asked = now_ms();
+    let release = hold(&other, 600).await;
+    let claimed = claims(store.claim(&Clock::System, ask(id, BUDGET, 2)).await.unwrap());
+    release.await.unwrap();
+    assert!(claimed[0].sent_at >= asked + 550, "stamped {} ms after it asked", claimed[0].sent_at - asked);
+    let sent: Vec<i64> =
+        sqlx::query_scalar("select sent_at from attempts order by id").fetch_all(&store.pool).await.unwrap();
+    assert!(sent.iter().all(|&t| t == claimed[0].sent_at), "{sent:?}");
+}

@@ -22,7 +22,8 @@ use followq::api::Client;
 use followq::config::{Account, Pace, Secret, Settings};
 use followq::ingest::{self, Accounts, Input};
 use followq::sandbox::{Config, Sandbox};
-use followq::store::{Store, TargetKind, now_ms};
+use followq::store::{Ask, AttemptResult, Budget, ClaimResult, Outcome, Record, RecordJob, Store, TargetKind, now_ms};
+use followq::time::Clock;
 use followq::worker::{self, Ending, Silent};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio_util::sync::CancellationToken;
@@ -338,6 +339,34 @@ async fn dispatch_followq(names: &[String], concurrency: usize, synced: bool) ->
     (wall, cpu, sampler.await.unwrap())
 }
 
+/// The ledger alone, no HTTP: CPU µs per transaction that records `k` answers and claims `k`
+/// jobs (`Store::record_and_claim`, what each of the run's claims is when every slot is busy),
+/// with the limits lifted and the window holding every request so far.
+async fn ledger_alone(names: &[String], k: usize) -> f64 {
+    let (_dir, store) = queued_store(names, DISPATCH_JOBS).await;
+    let accounts = store.accounts().await.unwrap();
+    let budget = Budget { window_ms: 3_600_000, per_user: 1_000_000_000, per_app: 1_000_000_000 };
+    let mut records: Vec<Record> = Vec::new();
+    let (cpu0, mut transactions, mut claimed) = (cpu_seconds(), 0, 0);
+    for i in 0.. {
+        let ask = Ask { account_id: accounts[i % accounts.len()].id, budget, want: k };
+        let (_, result) = store.record_and_claim(&records, &Clock::System, ask).await.unwrap();
+        transactions += 1;
+        records.clear();
+        let ClaimResult::Claimed(claims) = result else { break };
+        claimed += claims.len();
+        records.extend(claims.iter().map(|c| Record {
+            result: AttemptResult::Followed,
+            http_status: Some(200),
+            body: r#"{"id":1,"screen_name":"t","following":true}"#.into(),
+            job: RecordJob::Done(Outcome::Followed),
+            ..Record::for_claim(c)
+        }));
+    }
+    assert_eq!(claimed, DISPATCH_JOBS);
+    (cpu_seconds() - cpu0) * 1e6 / transactions as f64
+}
+
 async fn dispatch_bare(names: &[String], concurrency: usize) -> (f64, f64) {
     let (_sb, settings) = lifted(names, concurrency).await;
     let client = Client::new(&settings).unwrap();
@@ -417,7 +446,18 @@ async fn bench_dispatch(out: &mut String) {
     for r in ratios {
         let _ = writeln!(out, "- {r}");
     }
-    let _ = writeln!(out);
+    let k = CONCURRENCIES[0];
+    let mut alone = Vec::new();
+    for _ in 0..runs() {
+        alone.push(ledger_alone(&names, k).await);
+    }
+    let _ = writeln!(
+        out,
+        "- The ledger alone (no HTTP): one transaction recording {k} answers and claiming {k} jobs costs **{:.0} µs** of CPU (runs {}), {:.0} µs per request\n",
+        median(alone.clone()),
+        fmt_list0(&alone),
+        median(alone.clone()) / k as f64
+    );
 }
 
 fn fmt_list0(v: &[f64]) -> String {

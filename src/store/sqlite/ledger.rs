@@ -145,22 +145,62 @@ fn job_columns(job: &RecordJob) -> (&'static str, Option<Outcome>, i64, bool) {
     }
 }
 
+/// SQL for the number of attempts sent after a time (the parameter `$start`, in ms), of one
+/// account (`$account`) or of the app: a window's use. Read from the per-minute tallies
+/// (`account_sends`, `app_sends`, kept by a trigger on every attempt) for the minutes after
+/// `$start`'s, and from the attempts indexes for the rest of `$start`'s own minute: one row per
+/// minute of the window and at most a minute of requests, where counting the attempts alone
+/// reads every request in the window. Exact at any time: the two parts split the attempts
+/// after `$start` at a minute's boundary.
+macro_rules! sent_after {
+    ($account:literal, $start:literal) => {
+        concat!(
+            "((select coalesce(sum(n), 0) from account_sends where account_id = ",
+            $account,
+            " and minute > ",
+            $start,
+            " / 60000)",
+            " + (select count(*) from attempts where account_id = ",
+            $account,
+            " and sent_at > ",
+            $start,
+            " and sent_at < (",
+            $start,
+            " / 60000 + 1) * 60000))"
+        )
+    };
+    ($start:literal) => {
+        concat!(
+            "((select coalesce(sum(n), 0) from app_sends where minute > ",
+            $start,
+            " / 60000)",
+            " + (select count(*) from attempts where sent_at > ",
+            $start,
+            " and sent_at < (",
+            $start,
+            " / 60000 + 1) * 60000))"
+        )
+    };
+}
+
 /// The statements of [`Store::claim`], in the caller's write transaction.
 async fn claim_in(conn: &mut SqliteConnection, now: i64, ask: Ask) -> Result<ClaimResult, StoreError> {
     let Ask { account_id, budget, want } = ask;
     let start = now - budget.window_ms;
     // The attempts for the account's next jobs in import order, as many as both windows have
-    // room for (counted over index ranges, attempts_account_sent and attempts_sent, of at most a
-    // window's requests each), none while the account is paused or stopped...
-    let inserted = sqlx::query(
+    // room for, none while the account is paused or stopped...
+    let inserted = sqlx::query(concat!(
         "insert into attempts (job_id, account_id, sent_at)
          select id, account_id, ?2 from jobs
          where account_id = ?1 and state = 'queued' and outcome is null and not_before <= ?2
            and (select stopped_reason = '' and paused_until <= ?2 from accounts where id = ?1)
          order by id
-         limit max(0, min(?3, ?4 - (select count(*) from attempts where account_id = ?1 and sent_at > ?6),
-                              ?5 - (select count(*) from attempts where sent_at > ?6)))",
-    )
+         limit max(0, min(?3, ?4 - ",
+        sent_after!("?1", "?6"),
+        ", ?5 - ",
+        sent_after!("?6"),
+        "))"
+    ))
     .bind(account_id)
     .bind(now)
     .bind(want.max(1) as i64)
@@ -215,12 +255,13 @@ async fn why_none(
     now: i64,
     budget: Budget,
 ) -> Result<ClaimResult, StoreError> {
-    let account: Option<(i64, String, String, i64, i64)> = sqlx::query_as(
-        "select paused_until, pause_reason, stopped_reason,
-                (select count(*) from attempts where account_id = ?1 and sent_at > ?2),
-                (select count(*) from attempts where sent_at > ?2)
-         from accounts where id = ?1",
-    )
+    let account: Option<(i64, String, String, i64, i64)> = sqlx::query_as(concat!(
+        "select paused_until, pause_reason, stopped_reason, ",
+        sent_after!("?1", "?2"),
+        ", ",
+        sent_after!("?2"),
+        " from accounts where id = ?1"
+    ))
     .bind(account_id)
     .bind(now - budget.window_ms)
     .fetch_optional(&mut *conn)

@@ -302,6 +302,48 @@ mod tests {
                     http_status, error_code, message, body, rl_limit, rl_remaining, rl_reset))
                   from (select * from attempts order by id))";
 
+    /// A database at migration 4 with attempts in several minutes, for two accounts, opened by
+    /// `Store::open`: migration 5's per-minute tallies start from the attempts already there,
+    /// and the trigger keeps them from then on.
+    #[tokio::test]
+    async fn the_minute_tallies_start_from_the_attempts_already_in_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let pool = connect(&path, BUSY_TIMEOUT, SqliteSynchronous::Full).await.unwrap();
+        MIGRATOR.run_to(20261201000004, &pool).await.unwrap();
+        sqlx::raw_sql(
+            "insert into accounts (id, name, created_at) values (1, 'alice', 1), (2, 'bob', 1);
+             insert into jobs (id, account_id, target_kind, target, created_at)
+             values (1, 1, 'screen_name', 'a', 1), (2, 1, 'screen_name', 'b', 1), (3, 2, 'screen_name', 'c', 1);
+             insert into attempts (job_id, account_id, sent_at, finished_at, result)
+             values (1, 1, 59999, 60000, 'transient'), (1, 1, 60000, 60001, 'transient'),
+                    (2, 1, 60001, 60002, 'followed'), (3, 2, 119999, null, null), (1, 1, 3600000, null, null);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = Store::open(&path).await.unwrap();
+        sqlx::query("insert into attempts (job_id, account_id, sent_at) values (3, 2, 60005)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let tallies = async |sql: &str| -> Vec<(i64, i64, i64)> {
+            sqlx::query_as(AssertSqlSafe(sql.to_string())).fetch_all(&store.pool).await.unwrap()
+        };
+        let expected = vec![(1, 0, 1), (1, 1, 2), (1, 60, 1), (2, 1, 2)];
+        assert_eq!(tallies("select account_id, minute, n from account_sends order by 1, 2").await, expected);
+        assert_eq!(
+            tallies("select account_id, sent_at / 60000, count(*) from attempts group by 1, 2 order by 1, 2").await,
+            expected
+        );
+        assert_eq!(
+            tallies("select 0, minute, n from app_sends order by 2").await,
+            vec![(0, 0, 1), (0, 1, 4), (0, 60, 1)]
+        );
+    }
+
     /// A database at migration 2 with jobs in every state and attempts answered and open,
     /// opened by `Store::open` (which runs migration 3, the rebuild of both tables).
     #[tokio::test]
@@ -353,6 +395,7 @@ mod tests {
         let expected = [
             "attempts",
             "attempts_account_sent",
+            "attempts_count_send",
             "attempts_open",
             "attempts_sent",
             "jobs",

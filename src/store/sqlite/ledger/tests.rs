@@ -245,3 +245,69 @@ async fn a_claim_that_waited_for_the_write_lock_is_stamped_when_it_got_it() {
         sqlx::query_scalar("select sent_at from attempts order by id").fetch_all(&store.pool).await.unwrap();
     assert!(sent.iter().all(|&t| t == claimed[0].sent_at), "{sent:?}");
 }
+
+/// The window counts read per-minute tallies and the rest of the first minute (`sent_after!`):
+/// at every kind of start (on a minute's boundary, a millisecond either side of one, on an
+/// attempt's own time and either side of it, before and after every attempt) they equal a
+/// count of the attempts themselves, for each account and for the app, and a claim with one
+/// place left in either window takes exactly one.
+#[tokio::test]
+async fn a_window_count_is_exact_wherever_its_start_falls_in_a_minute() {
+    let (_dir, store, alice) = store_with(60).await;
+    let bob = store.sync_accounts(&["alice", "bob"]).await.unwrap()["bob"];
+    let mut session = store.import_session(false).await.unwrap();
+    let import = session.begin_import("b.csv", "").await.unwrap();
+    let jobs: Vec<NewJob> = (0..60)
+        .map(|i| NewJob { account_id: bob, kind: TargetKind::ScreenName, target: format!("b{i}"), notify: false })
+        .collect();
+    session.insert_jobs(import, &jobs).await.unwrap();
+    session.finish(import, &crate::model::Summary { source: "b.csv".into(), ..Default::default() }).await.unwrap();
+
+    // Claims over five minutes, some on a minute's first or last millisecond.
+    let base = 29_400_000 * 60_000; // a minute's first millisecond
+    let mut times: Vec<i64> = (0..30).map(|k| base + k * 9_973).collect();
+    times.extend([base + 60_000, base + 119_999, base + 120_000, base + 180_000 - 1]);
+    times.sort();
+    let open = Budget { window_ms: 3_600_000, per_user: 1_000, per_app: 1_000 };
+    for (k, &t) in times.iter().enumerate() {
+        let who = if k % 3 == 0 { bob } else { alice };
+        claims(store.claim(&at(t), ask(who, open, 1 + k % 3)).await.unwrap());
+    }
+    let sent: Vec<i64> =
+        sqlx::query_scalar("select sent_at from attempts order by id").fetch_all(&store.pool).await.unwrap();
+    let mut starts: Vec<i64> = sent.iter().flat_map(|&t| [t - 1, t, t + 1]).collect();
+    for m in 0..7 {
+        starts.extend([base + m * 60_000 - 1, base + m * 60_000, base + m * 60_000 + 1]);
+    }
+    starts.extend([0, base - 3_600_000, base + 10 * 60_000]);
+    for &start in &starts {
+        for account in [alice, bob] {
+            let (user, app, user_counted, app_counted): (i64, i64, i64, i64) = sqlx::query_as(concat!(
+                "select ",
+                sent_after!("?1", "?2"),
+                ", ",
+                sent_after!("?2"),
+                ", (select count(*) from attempts where account_id = ?1 and sent_at > ?2),
+                   (select count(*) from attempts where sent_at > ?2)"
+            ))
+            .bind(account)
+            .bind(start)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+            assert_eq!((user, app), (user_counted, app_counted), "start {} ms after base", start - base);
+        }
+    }
+    // The claim reads the same counts: one place left in the account's window, one claimed.
+    let now = base + 150_000;
+    let start = base + 60_000;
+    let used: i64 = sqlx::query_scalar("select count(*) from attempts where account_id = ?1 and sent_at > ?2")
+        .bind(alice)
+        .bind(start)
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    let tight = Budget { window_ms: now - start, per_user: used as u32 + 1, per_app: 1_000 };
+    assert_eq!(claims(store.claim(&at(now), ask(alice, tight, 5)).await.unwrap()).len(), 1);
+    assert!(matches!(store.claim(&at(now), ask(alice, tight, 5)).await.unwrap(), ClaimResult::UserFull));
+}

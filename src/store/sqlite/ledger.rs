@@ -151,7 +151,8 @@ fn job_columns(job: &RecordJob) -> (&'static str, Option<Outcome>, i64, bool) {
 /// `$start`'s, and from the attempts indexes for the rest of `$start`'s own minute: one row per
 /// minute of the window and at most a minute of requests, where counting the attempts alone
 /// reads every request in the window. Exact at any time: the two parts split the attempts
-/// after `$start` at a minute's boundary.
+/// after `$start` at a minute's boundary, which is `sent_at / 60000` here and in the trigger
+/// (migration 5) alike: the exactness test fails if the two ever differ.
 macro_rules! sent_after {
     ($account:literal, $start:literal) => {
         concat!(

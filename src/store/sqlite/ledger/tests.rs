@@ -14,21 +14,21 @@ async fn store_with(n: usize) -> (tempfile::TempDir, Store, i64) {
 async fn store_at(path: &std::path::Path, n: usize) -> (Store, i64) {
     let store = Store::open(path).await.unwrap();
     let id = store.sync_accounts(&["alice"]).await.unwrap()["alice"];
+    queue(&store, id, "t", n).await;
+    (store, id)
+}
+
+/// Imports `n` jobs for `account_id`, targets `{prefix}0`, `{prefix}1`, ...
+async fn queue(store: &Store, account_id: i64, prefix: &str, n: usize) {
     let mut session = store.import_session(false).await.unwrap();
-    let import = session.begin_import("t.csv", "").await.unwrap();
+    let source = format!("{prefix}.csv");
+    let import = session.begin_import(&source, "").await.unwrap();
     let jobs: Vec<NewJob> = (0..n)
-        .map(|i| NewJob { account_id: id, kind: TargetKind::ScreenName, target: format!("t{i}"), notify: false })
+        .map(|i| NewJob { account_id, kind: TargetKind::ScreenName, target: format!("{prefix}{i}"), notify: false })
         .collect();
     session.insert_jobs(import, &jobs).await.unwrap();
-    let summary = crate::model::Summary {
-        source: "t.csv".into(),
-        rows_read: n as u64,
-        added: n as u64,
-        duplicates: 0,
-        rejected: 0,
-    };
+    let summary = crate::model::Summary { source, rows_read: n as u64, added: n as u64, duplicates: 0, rejected: 0 };
     session.finish(import, &summary).await.unwrap();
-    (store, id)
 }
 
 const BUDGET: Budget = Budget { window_ms: 60_000, per_user: 100, per_app: 100 };
@@ -255,13 +255,7 @@ async fn a_claim_that_waited_for_the_write_lock_is_stamped_when_it_got_it() {
 async fn a_window_count_is_exact_wherever_its_start_falls_in_a_minute() {
     let (_dir, store, alice) = store_with(60).await;
     let bob = store.sync_accounts(&["alice", "bob"]).await.unwrap()["bob"];
-    let mut session = store.import_session(false).await.unwrap();
-    let import = session.begin_import("b.csv", "").await.unwrap();
-    let jobs: Vec<NewJob> = (0..60)
-        .map(|i| NewJob { account_id: bob, kind: TargetKind::ScreenName, target: format!("b{i}"), notify: false })
-        .collect();
-    session.insert_jobs(import, &jobs).await.unwrap();
-    session.finish(import, &crate::model::Summary { source: "b.csv".into(), ..Default::default() }).await.unwrap();
+    queue(&store, bob, "b", 60).await;
 
     // Claims over five minutes, some on a minute's first or last millisecond.
     let base = 29_400_000 * 60_000; // a minute's first millisecond

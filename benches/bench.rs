@@ -19,10 +19,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use followq::api::Client;
-use followq::config::{Account, Pace, Secret, Settings};
+use followq::config::{Account, Limits, Pace, Secret, Settings};
 use followq::ingest::{self, Accounts, Input};
 use followq::sandbox::{Config, Sandbox};
-use followq::store::{Ask, AttemptResult, Budget, ClaimResult, Outcome, Record, RecordJob, Store, TargetKind, now_ms};
+use followq::store::{
+    Ask, AttemptResult, Budget, ClaimResult, Outcome, Quota, Record, RecordJob, Store, TargetKind, now_ms,
+};
 use followq::time::Clock;
 use followq::worker::{self, Ending, Silent};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -291,13 +293,10 @@ const CONCURRENCIES: [usize; 2] = [8, 32];
 /// An in-process sandbox and settings for it, both with the limits lifted.
 async fn lifted(names: &[String], concurrency: usize) -> (Sandbox, Settings) {
     let (mut s, mut cfg) = credentials(names);
-    cfg.per_user = 1_000_000_000;
-    cfg.per_app = 1_000_000_000;
+    s.limits = Limits::single(1_000_000_000, 1_000_000_000, Duration::from_secs(3600));
+    (cfg.user_windows, cfg.app_windows) = (s.limits.user.clone(), s.limits.app.clone());
     let sb = Sandbox::start(cfg, 0).await.unwrap();
     s.api.base_url = sb.base_url();
-    s.limits.per_user = 1_000_000_000;
-    s.limits.per_app = 1_000_000_000;
-    s.limits.window = Duration::from_secs(3600);
     s.limits.pace = Pace::Asap;
     s.run.concurrency = concurrency;
     (sb, s)
@@ -345,11 +344,12 @@ async fn dispatch_followq(names: &[String], concurrency: usize, synced: bool) ->
 async fn ledger_alone(names: &[String], k: usize) -> f64 {
     let (_dir, store) = queued_store(names, DISPATCH_JOBS).await;
     let accounts = store.accounts().await.unwrap();
-    let budget = Budget { window_ms: 3_600_000, per_user: 1_000_000_000, per_app: 1_000_000_000 };
+    let lifted = Quota { limit: 1_000_000_000, window_ms: 3_600_000 };
+    let budget = Budget { user: vec![lifted], app: vec![lifted] };
     let mut records: Vec<Record> = Vec::new();
     let (cpu0, mut transactions, mut claimed) = (cpu_seconds(), 0, 0);
     for i in 0.. {
-        let ask = Ask { account_id: accounts[i % accounts.len()].id, budget, want: k };
+        let ask = Ask { account_id: accounts[i % accounts.len()].id, budget: &budget, want: k };
         let (_, result) = store.record_and_claim(&records, &Clock::System, ask).await.unwrap();
         transactions += 1;
         records.clear();
@@ -470,15 +470,10 @@ async fn pacing(pace: Pace) -> (Vec<f64>, u64, u64, HashMap<String, u64>) {
     let names: Vec<String> = ["alice", "bob", "carol"].iter().map(|s| s.to_string()).collect();
     let (mut settings, mut cfg) = credentials(&names);
     let window = Duration::from_secs(10);
-    cfg.per_user = 40;
-    cfg.per_app = 100;
-    cfg.window = window;
+    settings.limits = Limits::single(40, 100, window);
+    (cfg.user_windows, cfg.app_windows) = (settings.limits.user.clone(), settings.limits.app.clone());
     let sb = Sandbox::start(cfg, 0).await.unwrap();
     settings.api.base_url = sb.base_url();
-    settings.limits.per_user = 40;
-    settings.limits.per_app = 100;
-    settings.limits.window = window;
-    settings.limits.margin = window.mul_f64(0.005);
     settings.limits.pace = pace;
     let (_dir, store) = queued_store(&names, 600).await;
     let client = Client::new(&settings).unwrap();
@@ -532,8 +527,7 @@ async fn bench_pacing(out: &mut String) {
 async fn bench_scale(out: &mut String) {
     let names: Vec<String> = (0..1000).map(|i| format!("a{i:04}")).collect();
     let (settings, mut cfg) = credentials(&names);
-    cfg.per_user = 400;
-    cfg.per_app = 1000;
+    (cfg.user_windows, cfg.app_windows) = (settings.limits.user.clone(), settings.limits.app.clone());
     let sb = Sandbox::start(cfg, 0).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // asap: this measures start-up, and in spread mode a restart rightly waits for the app's

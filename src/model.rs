@@ -149,3 +149,26 @@ impl AttemptResult {
         })
     }
 }
+
+/// One rolling window as a claim enforces it: at most `limit` requests in any `window_ms`
+/// (X's length plus the safety margin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub window_ms: i64,
+}
+
+/// Every window a claim is checked against: the account's and the app's. A request goes only
+/// when every one of them has room.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Budget {
+    pub user: Vec<Quota>,
+    pub app: Vec<Quota>,
+}
+
+impl Budget {
+    /// The longest window of either scope, ms: how far back the ledger matters.
+    pub fn longest_ms(&self) -> i64 {
+        self.user.iter().chain(&self.app).map(|q| q.window_ms).max().unwrap_or(0)
+    }
+}

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::logging::multi;
-use crate::schedule::Account;
+use crate::model::Quota;
+use crate::schedule::{Account, Limits};
 use crate::time::human_ms;
 use crate::worker::{Observer, View};
 
@@ -126,15 +127,16 @@ impl Observer for Bars {
         let eta = sched.eta(now).map_or("-".to_string(), |t| human_ms(t - now));
         let app_used = sched.app_used(now);
         self.total.set_message(format!(
-            "ETA {eta} | app {app_used}/{} in window | {}",
-            sched.limits.per_app,
+            "ETA {eta} | app {} | {}",
+            window_uses(&sched.limits, &app_used),
             outcome_list(&summary)
         ));
         if let Some(every) = self.log_every
             && self.last_log.elapsed() >= every
         {
             self.last_log = Instant::now();
-            tracing::info!(done = all_done, total = all_total, app_window = app_used, eta = %eta, "progress");
+            let app_window = app_used.iter().map(|(_, n)| *n).max().unwrap_or(0);
+            tracing::info!(done = all_done, total = all_total, app_window, eta = %eta, "progress");
         }
     }
 }
@@ -146,11 +148,18 @@ fn outcome_list(outcomes: &HashMap<String, i64>) -> String {
     parts.join(", ")
 }
 
-/// "next follow in 3m12s | 40/400 in window | followed 12, blocked 1": the state first, so
-/// that a narrow terminal cuts the outcomes, not the state.
+/// "12 of 50/15m, 40 of 400/24h": each window's use.
+fn window_uses(limits: &Limits, used: &[(Quota, usize)]) -> String {
+    used.iter().map(|(q, n)| format!("{n} of {}", limits.name_of(q))).collect::<Vec<_>>().join(", ")
+}
+
+/// "next follow in 3m12s (50/15m) | 12/50 15m, 40/400 24h | followed 12, blocked 1": the state
+/// first, so that a narrow terminal cuts the outcomes, not the state. A wait names the window
+/// that holds it.
 fn account_message(view: &View<'_>, a: &Account, app_ready: i64, outcomes: &HashMap<String, i64>) -> String {
     let (sched, now) = (view.sched, view.now);
     let used = sched.used(a.id, now);
+    let holding = sched.user_holding(a.id, now).or_else(|| sched.app_holding(now));
     let state = if let Some(why) = &a.stopped {
         format!("STOPPED: {why}")
     } else if let Some(since) = view.waiting.get(&a.id) {
@@ -161,29 +170,38 @@ fn account_message(view: &View<'_>, a: &Account, app_ready: i64, outcomes: &Hash
         format!("paused {} ({})", human_ms(a.paused_until - now), a.pause_reason)
     } else {
         match sched.account_ready_at(a.id).map(|t| t.max(app_ready)) {
-            Some(t) if t > now && used >= sched.limits.per_user as usize => {
-                format!("window full: resumes {}", crate::time::local_time(t).split(' ').nth(1).unwrap_or("-"))
+            Some(t) if t > now && holding.is_some_and(|(_, free)| free >= t) => {
+                let (q, _) = holding.unwrap_or((Quota { limit: 0, window_ms: 0 }, 0));
+                let at = crate::time::local_time(t);
+                format!("{} window full: resumes {}", sched.limits.name_of(&q), at.split(' ').nth(1).unwrap_or("-"))
             }
-            Some(t) if t > now + 1000 => format!("next follow in {}", human_ms(t - now)),
+            Some(t) if t > now + 1000 => match sched.limits.binding_user() {
+                Some(q) if sched.limits.pace == crate::config::Pace::Spread => {
+                    format!("next follow in {} (spread over {})", human_ms(t - now), sched.limits.name_of(&q))
+                }
+                _ => format!("next follow in {}", human_ms(t - now)),
+            },
             // Ready, but every request slot is taken by other accounts' requests.
             _ if view.free_slots == 0 => "waiting for a free request slot".to_string(),
             _ => "sending".to_string(),
         }
     };
-    format!("{state} | {used}/{} in window | {}", sched.limits.per_user, outcome_list(outcomes))
+    format!("{state} | {} | {}", window_uses(&sched.limits, &used), outcome_list(outcomes))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Pace;
+    use crate::model::Budget;
     use crate::schedule::{Limits, Scheduler};
 
     /// Issue 12, 14: after a resume the bar's fraction counted every job but its outcomes only
     /// this run's. Both now count what `status` counts: the start's jobs and this run's answers.
     #[test]
     fn after_a_resume_the_bars_count_what_status_counts() {
-        let limits = Limits { per_user: 400, per_app: 1000, window_ms: 86_400_000, pace: Pace::Spread };
+        let day = |limit| Quota { limit, window_ms: 86_400_000 };
+        let limits = Limits::new(Budget { user: vec![day(400)], app: vec![day(1000)] }, Pace::Spread);
         let mut sched = Scheduler::new(limits, 1);
         sched.add_account(7, "alice", 0, "", None, 1.0);
         sched.queued_changed(7, 5, 0);

@@ -328,7 +328,8 @@ fn the_demo_runs_clean_and_explains_itself_in_a_narrow_terminal() {
         // (A bar's first frame has no message yet.)
         assert!(state.is_empty() || known.contains(&state), "the state is not first: {bar:?}");
     }
-    let with_state = bars.iter().filter(|b| b.contains(" in window")).count();
+    // Each window's use follows the state: "12 of 50/250ms, 40 of 400/24s" (v2's windows, compressed).
+    let with_state = bars.iter().filter(|b| b.contains(" of 50/")).count();
     assert!(with_state > 10, "{with_state} of {} bars show a state", bars.len());
     for wanted in [
         "window violations 0 | bad signatures 0",

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use followq::api::Client;
-use followq::config::{Pace, Settings};
+use followq::config::{Margin, Pace, Settings};
 use followq::ingest::{self, Accounts, Input};
 use followq::sandbox::{Config, Faults, Sandbox, Scripted};
 use followq::store::{AttemptResult, AttemptRow, JobState, Store, now_ms};
@@ -104,10 +104,12 @@ impl Rig {
         assert_eq!(st.violations, 0, "window violations: {st:?}");
         assert_eq!(st.bad_signatures, 0, "bad signatures: {st:?}");
         assert_eq!(self.store.open_attempts().await.unwrap(), 0, "attempts left without an answer");
-        for (acct, max) in &st.max_in_window.per_account {
-            assert!(*max <= self.settings.limits.per_user as u64, "{acct}: {max} in one window");
+        assert!(!st.windows.is_empty());
+        for w in &st.windows {
+            for (who, max) in &w.most {
+                assert!(*max <= w.limit as u64, "{who}: {max} in one {} {} window", w.scope, w.window);
+            }
         }
-        assert!(st.max_in_window.app <= self.settings.limits.per_app as u64);
         assert_eq!(
             self.store.job_counts().await.unwrap(),
             self.store.recount_jobs().await.unwrap(),
@@ -188,7 +190,7 @@ async fn rate_case(pace: Pace) {
     assert_eq!(rig.run().await, Ending::Finished);
     rig.assert_clean().await;
     let log = rig.log().await;
-    let shares = window_shares(&log, rig.settings.limits.effective_window_ms(), 15);
+    let shares = window_shares(&log, rig.settings.limits.enforced_ms(&rig.settings.limits.user[0]), 15);
     assert!(shares.len() >= 4, "{pace:?}: {shares:?}");
     for s in &shares {
         assert!(*s >= 0.95 && *s <= 1.0, "{pace:?}: a full window used {s:.2} of the limit: {shares:?}");
@@ -407,7 +409,7 @@ async fn fault_case(seed: u64, window: Duration, margin: Option<&str>) {
     // Budgets that never bind (100 jobs an account).
     let mut rig = Rig::new(&["alice", "bob", "carol"], 1_000, 2_500, window).await;
     if let Some(m) = margin {
-        rig.settings.limits.margin = humantime::parse_duration(m).unwrap();
+        rig.settings.limits.margin = Margin::Fixed(humantime::parse_duration(m).unwrap());
     }
     rig.settings.run.concurrency = 6;
     rig.settings.limits.pace = Pace::Asap;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{Context, EXIT_FATAL, EXIT_OK, human_ms, run, status};
 use crate::api::Client;
 use crate::cli::sandbox::{config_from, demo_settings};
+use crate::config::Limits;
 use crate::ingest::{self, Accounts, Input};
 use crate::sandbox::{Faults, Sandbox};
 use crate::store::now_ms;
@@ -52,10 +53,12 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
     let mut settings = demo_settings(&["alice", "bob", "carol"]);
-    settings.limits.window = args.window;
-    settings.limits.margin = args.window / 200; // 0.5 %
-    let window = human_ms(args.window.as_millis() as i64);
     let factor = 86_400.0 / args.window.as_secs_f64();
+    // Every window of the profile compressed alike (24 h → 24 s, 15 m → 0.25 s).
+    for w in settings.limits.user.iter_mut().chain(settings.limits.app.iter_mut()) {
+        w.length = w.length.div_f64(factor);
+    }
+    let window = human_ms(args.window.as_millis() as i64);
     // Every time in the demo is a share of its window (at the default 24 s: a 2 s time-out,
     // back-offs from 200 ms to 3 s, answers held 3 s), so a shorter window is the same demo.
     let share = |n: u32| args.window / n;
@@ -74,10 +77,10 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let sb = Sandbox::start(sb_config, 0).await?;
     settings.api.base_url = sb.base_url();
     crate::outln!(
-        "followq demo: sandbox on {} | limits {} per account, {} per app, per {window} (24 h compressed {factor:.0}x)",
+        "followq demo: sandbox on {} | limits {} per account, {} per app (24 h compressed {factor:.0}x into {window})",
         sb.base_url(),
-        settings.limits.per_user,
-        settings.limits.per_app
+        Limits::describe(&settings.limits.user),
+        Limits::describe(&settings.limits.app)
     );
     crate::outln!(
         "faults the sandbox injects on purpose: 503s (2 %), 500s (1 %), spurious 429s (0.3 %), answers held back {} (past the {} time-out; 0.3 %), dropped connections (0.5 %): the log lines below about 'Over capacity', 'Internal error', 'rate limited', 'timed out' and 'connection' are those faults, and followq retries them",
@@ -130,13 +133,9 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     crate::outln!("  create requests {} | by status {:?}", st.creates.values().sum::<u64>(), st.by_status);
     crate::outln!("    (status 0: no HTTP answer at all — the connections the sandbox dropped on purpose)");
     crate::outln!("  faults injected {:?}", st.faults);
-    crate::outln!(
-        "  most requests in any {window} window: app {} (limit {}), per account {:?} (limit {})",
-        st.max_in_window.app,
-        settings.limits.per_app,
-        st.max_in_window.per_account,
-        settings.limits.per_user
-    );
+    for w in &st.windows {
+        crate::outln!("  most requests in any {} {} window: {:?} (limit {})", w.scope, w.window, w.most, w.limit);
+    }
     crate::outln!(
         "  window violations {} | bad signatures {} | repeated creates {}",
         st.violations,

@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Context, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_STOPPED, UsageError, human_ms, local_time, status};
 use crate::api::Client;
-use crate::config::{self, Settings};
+use crate::config::{self, Limits, Settings};
 use crate::progress::{Bars, Totals};
 use crate::store::{JobState, Outcome, Store, now_ms};
 use crate::worker::{self, Ending};
@@ -236,10 +236,10 @@ async fn start_totals(store: &Store) -> anyhow::Result<Totals> {
 async fn plan(ctx: &Context) -> anyhow::Result<u8> {
     let r = status::report(ctx).await?;
     crate::outln!(
-        "dry run: nothing is sent. At the configured limits ({} per account, {} for the app, per {}):",
-        ctx.settings.limits.per_user,
-        ctx.settings.limits.per_app,
-        human_ms(ctx.settings.limits.window.as_millis() as i64)
+        "dry run: nothing is sent. At the configured limits ({} per account, {} for the app; profile {}):",
+        Limits::describe(&ctx.settings.limits.user),
+        Limits::describe(&ctx.settings.limits.app),
+        ctx.settings.limits.profile.as_str()
     );
     for a in &r.accounts {
         let waiting = a.jobs.by_state.get("queued").copied().unwrap_or(0);

@@ -24,9 +24,8 @@ pub struct Args {
 /// accounts (so a followq.toml pointed at the sandbox just works), else demo ones.
 pub fn config_from(settings: &Settings) -> (Config, bool) {
     let mut c = Config {
-        per_user: settings.limits.per_user,
-        per_app: settings.limits.per_app,
-        window: settings.limits.window,
+        user_windows: settings.limits.user.clone(),
+        app_windows: settings.limits.app.clone(),
         ..Config::default()
     };
     let from_config = !settings.app.consumer_key.is_empty() && settings.accounts.iter().any(|a| !a.token.is_empty());

@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use super::{Context, EXIT_OK, human_ms, local_time};
 use crate::api::classify::Outcome;
+use crate::config::Window;
 use crate::schedule::{Limits, Scheduler};
-use crate::store::{ImportRow, now_ms};
+use crate::store::{ImportRow, Quota, now_ms};
 use crate::text::printable;
 
 /// Counts by state and outcome. Every state and every outcome is always a key (0 when none):
@@ -54,6 +55,38 @@ pub struct Budget {
     pub left: usize,
 }
 
+/// One window's use: requests in its last `window_ms` (its length and the margin).
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowUse {
+    /// As configured: `50/15m`.
+    pub window: String,
+    pub limit: u32,
+    pub window_ms: i64,
+    pub used: usize,
+    pub left: usize,
+}
+
+/// Every window's use, and the one with the least left (the `budget` of the report: what holds
+/// the next request back soonest).
+fn windows(configured: &[Window], used: &[(Quota, usize)]) -> (Budget, Vec<WindowUse>) {
+    let list: Vec<WindowUse> = configured
+        .iter()
+        .zip(used)
+        .map(|(w, (q, n))| WindowUse {
+            window: w.to_string(),
+            limit: q.limit,
+            window_ms: q.window_ms,
+            used: *n,
+            left: (q.limit as usize).saturating_sub(*n),
+        })
+        .collect();
+    let tightest = list
+        .iter()
+        .min_by_key(|w| (w.left, std::cmp::Reverse(w.window_ms)))
+        .map_or(Budget { limit: 0, used: 0, left: 0 }, |w| Budget { limit: w.limit, used: w.used, left: w.left });
+    (tightest, list)
+}
+
 /// One account in the status report.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountStatus {
@@ -61,7 +94,10 @@ pub struct AccountStatus {
     /// False for an account that has jobs but is no longer in the config.
     pub configured: bool,
     pub jobs: JobCounts,
+    /// The window with the least left.
     pub budget: Budget,
+    /// Every window of the account's.
+    pub windows: Vec<WindowUse>,
     /// ms since the epoch, while paused.
     pub paused_until: Option<i64>,
     pub pause_reason: Option<String>,
@@ -75,7 +111,10 @@ pub struct AccountStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub now: i64,
+    /// The longest window, as enforced (ms).
     pub window_ms: i64,
+    /// The limits profile: `v2`, `v1.1` or `custom`.
+    pub profile: String,
     pub jobs: JobCounts,
     pub accounts: Vec<AccountStatus>,
     pub app: AppStatus,
@@ -90,7 +129,9 @@ pub struct Report {
 /// The app-wide budget.
 #[derive(Debug, Clone, Serialize)]
 pub struct AppStatus {
+    /// The window with the least left.
     pub budget: Budget,
+    pub windows: Vec<WindowUse>,
     pub next_slot: Option<i64>,
 }
 
@@ -107,7 +148,7 @@ pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
     let store = ctx.read_store().await?;
     let now = now_ms();
     let limits = Limits::of(&ctx.settings.limits);
-    let snapshot = store.ledger_snapshot(now - limits.window_ms).await?;
+    let snapshot = store.ledger_snapshot(now - limits.budget.longest_ms()).await?;
     let mut sched = Scheduler::from_ledger(limits, &snapshot, |n| ctx.settings.account(n).is_some(), now, 0);
     let counts = store.job_counts().await?;
     let imports = store.recent_imports(10).await?;
@@ -121,20 +162,17 @@ pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
     }
     let accounts = account_statuses(ctx, &mut sched, &mut per, now);
     let waiting_on_stopped = accounts.iter().filter(|a| a.stopped.is_some()).map(|a| a.jobs.by_state["queued"]).sum();
-    let app_used = sched.app_used(now);
-    let per_app = sched.limits.per_app;
+    let (app_budget, app_windows) = windows(&ctx.settings.limits.app, &sched.app_used(now));
     // The app's next slot only when some account could use it.
     let app_next =
         sched.accounts().iter().any(|a| sched.account_ready_at(a.id).is_some()).then(|| sched.app_ready_at().max(now));
     Ok(Report {
         now,
-        window_ms: sched.limits.window_ms,
+        window_ms: sched.limits.budget.longest_ms(),
+        profile: ctx.settings.limits.profile.as_str().to_string(),
         jobs: total,
         accounts,
-        app: AppStatus {
-            budget: Budget { limit: per_app, used: app_used, left: (per_app as usize).saturating_sub(app_used) },
-            next_slot: app_next,
-        },
+        app: AppStatus { budget: app_budget, windows: app_windows, next_slot: app_next },
         eta: sched.eta(now),
         waiting_on_stopped,
         imports,
@@ -149,19 +187,19 @@ fn account_statuses(
 ) -> Vec<AccountStatus> {
     let mut out = Vec::new();
     for a in sched.accounts() {
-        let used = sched.used(a.id, now);
+        let (budget, windows) = windows(&ctx.settings.limits.user, &sched.used(a.id, now));
         let next = sched.account_ready_at(a.id).map(|t| t.max(sched.app_ready_at()).max(now));
         let jobs = per.remove(&a.name).unwrap_or_default();
         let configured = ctx.settings.account(&a.name).is_some();
         if !configured && jobs.total == 0 {
             continue;
         }
-        let limit = sched.limits.per_user;
         out.push(AccountStatus {
             name: a.name.clone(),
             configured,
             jobs,
-            budget: Budget { limit, used, left: (limit as usize).saturating_sub(used) },
+            budget,
+            windows,
             paused_until: (a.paused_until > now).then_some(a.paused_until),
             pause_reason: (a.paused_until > now).then(|| a.pause_reason.clone()),
             stopped: a.stopped.clone(),
@@ -171,12 +209,14 @@ fn account_statuses(
     // Configured accounts the database has not met yet (nothing imported for them).
     for a in &ctx.settings.accounts {
         if !sched.accounts().iter().any(|s| s.name == a.name) {
-            let limit = sched.limits.per_user;
+            let none: Vec<(Quota, usize)> = sched.limits.budget.user.iter().map(|q| (*q, 0)).collect();
+            let (budget, windows) = windows(&ctx.settings.limits.user, &none);
             out.push(AccountStatus {
                 name: a.name.clone(),
                 configured: true,
                 jobs: JobCounts::default(),
-                budget: Budget { limit, used: 0, left: limit as usize },
+                budget,
+                windows,
                 paused_until: None,
                 pause_reason: None,
                 stopped: None,
@@ -244,7 +284,27 @@ pub fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         row(out, &name(a), &a.jobs, a.budget.used, a.budget.limit, &next)?;
     }
     row(out, "all (app)", &r.jobs, r.app.budget.used, r.app.budget.limit, &when(r.app.next_slot, r.now))?;
-    writeln!(out, "budget: requests in the last {} (the window plus its margin)", human_ms(r.window_ms))?;
+    let lengths = |ws: &[WindowUse]| ws.iter().map(|w| w.window.as_str()).collect::<Vec<_>>().join(" + ");
+    let per_account = r.accounts.first().map_or(String::new(), |a| format!("per account {}; ", lengths(&a.windows)));
+    writeln!(
+        out,
+        "budget: the window with the least left, of {per_account}app {} (limits {}; each window counted with its margin)",
+        lengths(&r.app.windows),
+        r.profile
+    )?;
+    if r.app.windows.len() > 1 || r.accounts.iter().any(|a| a.windows.len() > 1) {
+        let uses = |ws: &[WindowUse]| {
+            ws.iter()
+                .map(|w| format!("{}/{} in {}", w.used, w.limit, human_ms(w.window_ms)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(out, "\nwindows:")?;
+        for a in &r.accounts {
+            writeln!(out, "  {:<14} {}", a.name, uses(&a.windows))?;
+        }
+        writeln!(out, "  {:<14} {}", "app", uses(&r.app.windows))?;
+    }
     writeln!(out, "\noutcomes:")?;
     for a in &r.accounts {
         writeln!(out, "  {:<14} {}", a.name, outcomes_line(&a.jobs))?;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{ConfigError, MAX_WINDOW, Settings, env_name, invalid};
+use super::{ConfigError, Limits, Settings, Window, env_name, invalid};
 
 /// X's published follow limits: 400 per account and 1000 per app in 24 hours.
 const X_PER_USER: u32 = 400;
@@ -18,10 +18,14 @@ const ENV_KEYS: &[&str] = &[
     "FOLLOWQ_API_BASE_URL",
     "FOLLOWQ_BASE_URL",
     "FOLLOWQ_API_TIMEOUT",
+    "FOLLOWQ_API_VERSION",
     "FOLLOWQ_APP_CONSUMER_KEY",
     "FOLLOWQ_CONSUMER_KEY",
     "FOLLOWQ_APP_CONSUMER_SECRET",
     "FOLLOWQ_CONSUMER_SECRET",
+    "FOLLOWQ_LIMITS_PROFILE",
+    "FOLLOWQ_LIMITS_USER",
+    "FOLLOWQ_LIMITS_APP",
     "FOLLOWQ_LIMITS_PER_USER",
     "FOLLOWQ_LIMITS_PER_APP",
     "FOLLOWQ_LIMITS_WINDOW",
@@ -38,25 +42,28 @@ const ENV_KEYS: &[&str] = &[
 /// but name no setting (a typo is otherwise silently ignored).
 pub(super) fn warnings(s: &Settings, env: &HashMap<String, String>) -> Vec<String> {
     let mut out = Vec::new();
-    // The most a rolling window of this length lets through in some 24 hours: `n` per window,
-    // and as many windows as start in 24 hours (the strictest reading, as the ledger's).
-    let per_day = |n: u32| {
-        let window = s.limits.window.as_secs_f64().max(1.0);
-        let windows = (X_WINDOW.as_secs_f64() / window).ceil().max(1.0);
-        n as f64 * windows
+    // The most a scope's windows let through in some 24 hours: each window lets `limit` through
+    // in as many windows as start in 24 hours (the strictest reading, as the ledger's), and the
+    // scope is held to the tightest of them.
+    let per_day = |windows: &[Window]| {
+        windows
+            .iter()
+            .map(|w| {
+                let len = w.length.as_secs_f64().max(1.0);
+                w.limit as f64 * (X_WINDOW.as_secs_f64() / len).ceil().max(1.0)
+            })
+            .fold(f64::INFINITY, f64::min)
     };
-    if s.limits.per_user > X_PER_USER || per_day(s.limits.per_user) > X_PER_USER as f64 + 0.5 {
+    if per_day(&s.limits.user) > X_PER_USER as f64 + 0.5 {
         out.push(format!(
-            "limits: {} per account per {} is more than X's published {X_PER_USER} per 24 h (only custom Enterprise limits allow it; X will refuse the rest)",
-            s.limits.per_user,
-            humantime::format_duration(s.limits.window)
+            "limits: {} per account lets more through than X's published {X_PER_USER} per 24 h (only custom Enterprise limits allow it; X will refuse the rest)",
+            Limits::describe(&s.limits.user)
         ));
     }
-    if s.limits.per_app > X_PER_APP || per_day(s.limits.per_app) > X_PER_APP as f64 + 0.5 {
+    if per_day(&s.limits.app) > X_PER_APP as f64 + 0.5 {
         out.push(format!(
-            "limits: {} for the app per {} is more than X's published {X_PER_APP} per 24 h (only custom Enterprise limits allow it)",
-            s.limits.per_app,
-            humantime::format_duration(s.limits.window)
+            "limits: {} for the app lets more through than X's published {X_PER_APP} per 24 h (only custom Enterprise limits allow it)",
+            Limits::describe(&s.limits.app)
         ));
     }
     let mut known: Vec<String> = ENV_KEYS.iter().map(|k| k.to_string()).collect();
@@ -85,18 +92,7 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.api.timeout.is_zero() {
         return Err(invalid("api.timeout", "must be more than 0"));
     }
-    if s.limits.window > MAX_WINDOW {
-        return Err(invalid("limits.window", "must be at most 366 days"));
-    }
-    if s.limits.margin > MAX_WINDOW {
-        return Err(invalid("limits.margin", "must be at most 366 days"));
-    }
-    if s.limits.per_user == 0 || s.limits.per_app == 0 {
-        return Err(invalid("limits", "per_user and per_app must be at least 1"));
-    }
-    if s.limits.window < Duration::from_secs(1) {
-        return Err(invalid("limits.window", "must be at least 1s"));
-    }
+    s.limits.check()?;
     if s.run.concurrency == 0 || s.run.concurrency > 256 {
         return Err(invalid("run.concurrency", "must be between 1 and 256"));
     }

@@ -12,8 +12,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod checks;
+mod limits;
 mod template;
 mod toml_error;
+
+pub use limits::{Limits, Margin, Pace, Profile, Window};
 
 pub use checks::require_credentials;
 use checks::{validate, warnings};
@@ -59,13 +62,30 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// How requests are spread over the window.
+/// Which X API followq speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pace {
-    /// Each account's (and the app's) requests evenly over the window, with jitter.
-    Spread,
-    /// As soon as both windows allow.
-    Asap,
+pub enum ApiVersion {
+    /// `POST /2/users/:id/following`: what X sells follows on (Enterprise plans) since 2026-04-20.
+    V2,
+    /// `POST 1.1/friendships/create.json`: legacy, for apps that still have it.
+    V1_1,
+}
+
+impl ApiVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V2 => "2",
+            ApiVersion::V1_1 => "1.1",
+        }
+    }
+
+    /// The limits profile that holds X's published limits for this version.
+    pub fn profile(self) -> Profile {
+        match self {
+            ApiVersion::V2 => Profile::V2,
+            ApiVersion::V1_1 => Profile::V1_1,
+        }
+    }
 }
 
 /// The `[api]` section.
@@ -73,6 +93,7 @@ pub enum Pace {
 pub struct ApiSettings {
     /// `https://api.twitter.com`, or the sandbox's `http://127.0.0.1:PORT`.
     pub base_url: String,
+    pub version: ApiVersion,
     /// Per-request timeout; a request still out after it is a transient failure.
     pub timeout: Duration,
 }
@@ -82,27 +103,6 @@ pub struct ApiSettings {
 pub struct AppSettings {
     pub consumer_key: String,
     pub consumer_secret: Secret,
-}
-
-/// The `[limits]` section.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Requests per account in any window.
-    pub per_user: u32,
-    /// Requests for the whole app in any window.
-    pub per_app: u32,
-    /// The window's length as X states it.
-    pub window: Duration,
-    pub pace: Pace,
-    /// Added to the window for latency and clock skew.
-    pub margin: Duration,
-}
-
-impl Limits {
-    /// The window followq actually enforces: X's window plus the safety margin, in ms.
-    pub fn effective_window_ms(&self) -> i64 {
-        (self.window + self.margin).as_millis() as i64
-    }
 }
 
 /// The `[retry]` section: transient failures (5xx, timeouts, dropped connections).
@@ -149,15 +149,13 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            api: ApiSettings { base_url: "https://api.twitter.com".into(), timeout: Duration::from_secs(30) },
-            app: AppSettings::default(),
-            limits: Limits {
-                per_user: 400,
-                per_app: 1000,
-                window: Duration::from_secs(24 * 3600),
-                pace: Pace::Spread,
-                margin: Duration::from_secs(432), // 0.5 % of 24 h
+            api: ApiSettings {
+                base_url: "https://api.twitter.com".into(),
+                version: ApiVersion::V2,
+                timeout: Duration::from_secs(30),
             },
+            app: AppSettings::default(),
+            limits: Limits::of_profile(Profile::V2),
             retry: RetrySettings { max_attempts: 5, base: Duration::from_secs(2), max: Duration::from_secs(300) },
             run: RunSettings { concurrency: 1 },
             accounts: Vec::new(),
@@ -206,6 +204,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawApi {
     base_url: Option<String>,
+    version: Option<String>,
     timeout: Option<String>,
 }
 
@@ -219,6 +218,9 @@ struct RawApp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
+    profile: Option<String>,
+    user: Option<Vec<String>>,
+    app: Option<Vec<String>>,
     per_user: Option<u32>,
     per_app: Option<u32>,
     window: Option<String>,
@@ -303,6 +305,13 @@ fn merge(raw: RawFile, env: &HashMap<String, String>) -> Result<Settings, Config
     if let Some(v) = e(&["FOLLOWQ_API_BASE_URL", "FOLLOWQ_BASE_URL"]).or(raw.api.base_url) {
         s.api.base_url = v.trim_end_matches('/').to_string();
     }
+    if let Some(v) = e(&["FOLLOWQ_API_VERSION"]).or(raw.api.version) {
+        s.api.version = match v.trim() {
+            "2" => ApiVersion::V2,
+            "1.1" => ApiVersion::V1_1,
+            other => return Err(invalid("api.version", format!("'{other}' is not \"2\" or \"1.1\""))),
+        };
+    }
     if let Some(v) = e(&["FOLLOWQ_API_TIMEOUT"]).or(raw.api.timeout) {
         s.api.timeout = duration("api.timeout", &v)?;
     }
@@ -312,19 +321,26 @@ fn merge(raw: RawFile, env: &HashMap<String, String>) -> Result<Settings, Config
     if let Some(v) = e(&["FOLLOWQ_APP_CONSUMER_SECRET", "FOLLOWQ_CONSUMER_SECRET"]).or(raw.app.consumer_secret) {
         s.app.consumer_secret = Secret::new(v);
     }
-    if let Some(v) = e(&["FOLLOWQ_LIMITS_PER_USER"]) {
-        s.limits.per_user = number("limits.per_user", &v)?;
-    } else if let Some(v) = raw.limits.per_user {
-        s.limits.per_user = v;
-    }
-    if let Some(v) = e(&["FOLLOWQ_LIMITS_PER_APP"]) {
-        s.limits.per_app = number("limits.per_app", &v)?;
-    } else if let Some(v) = raw.limits.per_app {
-        s.limits.per_app = v;
-    }
-    if let Some(v) = e(&["FOLLOWQ_LIMITS_WINDOW"]).or(raw.limits.window) {
-        s.limits.window = duration("limits.window", &v)?;
-    }
+    let per_user = match e(&["FOLLOWQ_LIMITS_PER_USER"]) {
+        Some(v) => Some(number("limits.per_user", &v)?),
+        None => raw.limits.per_user,
+    };
+    let per_app = match e(&["FOLLOWQ_LIMITS_PER_APP"]) {
+        Some(v) => Some(number("limits.per_app", &v)?),
+        None => raw.limits.per_app,
+    };
+    let (profile, user, app) = limits::windows(
+        limits::RawWindows {
+            profile: e(&["FOLLOWQ_LIMITS_PROFILE"]).or(raw.limits.profile),
+            user: e(&["FOLLOWQ_LIMITS_USER"]).map(|v| limits::env_list(&v)).or(raw.limits.user),
+            app: e(&["FOLLOWQ_LIMITS_APP"]).map(|v| limits::env_list(&v)).or(raw.limits.app),
+            per_user,
+            per_app,
+            window: e(&["FOLLOWQ_LIMITS_WINDOW"]).or(raw.limits.window),
+        },
+        s.api.version.profile(),
+    )?;
+    (s.limits.profile, s.limits.user, s.limits.app) = (profile, user, app);
     if let Some(v) = e(&["FOLLOWQ_LIMITS_PACE"]).or(raw.limits.pace) {
         s.limits.pace = match v.as_str() {
             "spread" => Pace::Spread,
@@ -332,8 +348,9 @@ fn merge(raw: RawFile, env: &HashMap<String, String>) -> Result<Settings, Config
             other => return Err(invalid("limits.pace", format!("'{other}' is not 'spread' or 'asap'"))),
         };
     }
-    let margin = e(&["FOLLOWQ_LIMITS_MARGIN"]).or(raw.limits.margin).unwrap_or_else(|| "0.5%".into());
-    s.limits.margin = parse_margin(&margin, s.limits.window)?;
+    if let Some(v) = e(&["FOLLOWQ_LIMITS_MARGIN"]).or(raw.limits.margin) {
+        s.limits.margin = Margin::parse(&v)?;
+    }
 
     if let Some(v) = e(&["FOLLOWQ_RETRY_MAX_ATTEMPTS"]) {
         s.retry.max_attempts = number("retry.max_attempts", &v)?;
@@ -388,20 +405,6 @@ pub fn duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
         return Err(invalid(key, format!("'{}' is longer than the 10 years followq accepts", v.trim())));
     }
     Ok(d)
-}
-
-/// The margin is a share of the window ("0.5%") or a duration ("2m").
-fn parse_margin(v: &str, window: Duration) -> Result<Duration, ConfigError> {
-    if let Some(pct) = v.trim().strip_suffix('%') {
-        let p: f64 = pct.trim().parse().map_err(|_| invalid("limits.margin", format!("'{v}' is not a percentage")))?;
-        if !(0.0..=50.0).contains(&p) {
-            return Err(invalid("limits.margin", format!("'{v}' must be between 0% and 50%")));
-        }
-        // Checked before the share is taken: a window past the bound fails its own check.
-        Ok(window.min(MAX_WINDOW).mul_f64(p / 100.0))
-    } else {
-        duration("limits.margin", v)
-    }
 }
 
 #[cfg(unix)]

@@ -7,6 +7,9 @@ pub const TEMPLATE: &str = r#"# followq configuration. Every key can also be set
 
 [api]
 base_url = "https://api.twitter.com"   # the sandbox: http://127.0.0.1:PORT
+# "2": POST /2/users/:id/following, what X sells follows on (Enterprise plans) since 2026-04-20.
+# "1.1": the legacy friendships/create, for an app that still has it.
+version = "2"
 timeout = "30s"                        # a request still out after this is retried
 
 [app]                                  # or FOLLOWQ_CONSUMER_KEY / FOLLOWQ_CONSUMER_SECRET
@@ -14,13 +17,16 @@ consumer_key = ""
 consumer_secret = ""
 
 [limits]
-# X: 400 follows per user and 1000 per app in a 24-hour window. followq never exceeds these in ANY
-# 24-hour interval, counting every request it sent, across restarts.
-per_user = 400
-per_app = 1000
-window = "24h"                         # any duration: "15m", "24s"
-pace = "spread"                        # "spread": evenly over the window; "asap": as soon as allowed
-margin = "0.5%"                        # added to the window: a share of it, or a duration ("2m")
+# Rolling windows, each "requests/duration": followq never sends more than that in ANY interval
+# of that length, counting every request it sent, across restarts. A profile names X's
+# published limits: "v2" (per account 50/15m and 400/24h; per app 1000/24h, the default with
+# api.version "2") or "v1.1" (400/24h; 1000/24h). Enterprise plans have custom limits: set
+# user and app yourself (that is profile "custom").
+profile = "v2"
+# user = ["50/15m", "400/24h"]         # per account
+# app = ["1000/24h"]                   # for the whole app, every account together
+pace = "spread"                        # "spread": evenly over the binding window; "asap": as soon as allowed
+margin = "0.5%"                        # added to each window: a share of it, or a duration ("2m")
 
 [retry]                                # transient failures: 5xx, timeouts, dropped connections
 max_attempts = 5                       # then the job ends 'failed'; `followq retry` re-queues it

@@ -13,9 +13,11 @@ fn defaults_apply_without_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("none.toml");
     let s = load(&Sources { path: &path, explicit: false, env: HashMap::new() }).unwrap();
-    assert_eq!(s.limits.per_user, 400);
-    assert_eq!(s.limits.per_app, 1000);
-    assert_eq!(s.limits.margin, Duration::from_secs(432));
+    assert_eq!(s.api.version, ApiVersion::V2);
+    assert_eq!(s.limits.profile, Profile::V2);
+    assert_eq!(s.limits.user, [Window::new(50, 900), Window::new(400, 86_400)]);
+    assert_eq!(s.limits.app, [Window::new(1000, 86_400)]);
+    assert_eq!(s.limits.margin.of(Duration::from_secs(86_400)), Duration::from_secs(432));
     assert!(s.source.is_none());
 }
 
@@ -34,10 +36,10 @@ fn environment_wins_over_file_and_file_over_defaults() {
         &[("FOLLOWQ_LIMITS_PER_APP", "800"), ("FOLLOWQ_ALICE_2_TOKEN_SECRET", "s-env")],
     )
     .unwrap();
-    assert_eq!(s.limits.per_user, 300, "file over default");
-    assert_eq!(s.limits.per_app, 800, "env over file");
-    assert_eq!(s.limits.window, Duration::from_secs(900));
-    assert_eq!(s.limits.margin, Duration::from_millis(4500), "0.5% of 15m");
+    assert_eq!(s.limits.user, [Window::new(300, 900)], "file over default");
+    assert_eq!(s.limits.app, [Window::new(800, 900)], "env over file");
+    assert_eq!(s.limits.profile, Profile::Custom);
+    assert_eq!(s.limits.enforced_ms(&s.limits.user[0]), 904_500, "0.5% of 15m");
     assert_eq!(s.accounts[0].token, "t-file");
     assert_eq!(s.accounts[0].token_secret.expose(), "s-env");
 }
@@ -83,7 +85,8 @@ fn a_huge_window_or_margin_is_a_config_error_not_a_negative_window() {
         assert!(err.to_string().starts_with(key), "{text}: {err}");
     }
     let s = load_str("[limits]\nwindow = \"366d\"\nmargin = \"50%\"\n", &[]).unwrap();
-    assert!(s.limits.effective_window_ms() > 0 && s.limits.effective_window_ms() < i64::MAX / 1000);
+    let ms = s.limits.enforced_ms(&s.limits.user[0]);
+    assert!(ms > 0 && ms < i64::MAX / 1000);
 }
 
 /// Defect: any duration past Duration's or i64's reach panicked with exit 101.
@@ -163,7 +166,7 @@ fn limits_above_x_and_unknown_environment_variables_are_warned_about() {
     .collect();
     let w = warnings(&s, &env);
     assert_eq!(w.len(), 3, "{w:?}");
-    assert!(w[0].contains("500 per account per 1day is more than X's published 400"), "{w:?}");
+    assert!(w[0].contains("500/24h per account lets more through than X's published 400"), "{w:?}");
     assert!(w[1].starts_with("FOLLOWQ_BOB_TOKEN is not a followq setting"), "{w:?}");
     assert!(
         w[2].contains(
@@ -211,5 +214,47 @@ fn toml_errors_name_file_line_column_and_key_never_the_value() {
         if let Some(k) = key {
             assert!(err.contains(&format!("key `{k}`")), "{err}");
         }
+    }
+}
+
+#[test]
+fn several_windows_per_scope_from_the_file_the_environment_or_a_profile() {
+    let s = load_str("[limits]\nuser = [\"5/2s\", \"12/10s\"]\napp = [\"30/10s\"]\n", &[]).unwrap();
+    assert_eq!(s.limits.user, [Window::new(5, 2), Window::new(12, 10)]);
+    assert_eq!(s.limits.app, [Window::new(30, 10)]);
+    assert_eq!(s.limits.profile, Profile::Custom);
+    let s = load_str("", &[("FOLLOWQ_LIMITS_USER", "50/15m, 400/24h"), ("FOLLOWQ_LIMITS_APP", "900/24h")]).unwrap();
+    assert_eq!((s.limits.user.len(), s.limits.app[0].limit), (2, 900));
+    // A profile names X's limits; the API version picks one by default.
+    let s = load_str("[api]\nversion = \"1.1\"\n", &[]).unwrap();
+    assert_eq!((s.limits.profile, s.limits.user.clone()), (Profile::V1_1, vec![Window::new(400, 86_400)]));
+    let s = load_str("[limits]\nprofile = \"v2\"\n", &[("FOLLOWQ_API_VERSION", "1.1")]).unwrap();
+    assert_eq!((s.api.version, s.limits.user.len()), (ApiVersion::V1_1, 2));
+    // One scope set, the other from the profile.
+    let s = load_str("[limits]\nuser = [\"20/15m\"]\n", &[]).unwrap();
+    assert_eq!(
+        (s.limits.user.clone(), s.limits.app.clone()),
+        (vec![Window::new(20, 900)], vec![Window::new(1000, 86_400)])
+    );
+    assert_eq!(Limits::describe(&Profile::V2.windows().0), "50/15m + 400/24h");
+}
+
+#[test]
+fn a_bad_window_or_a_mix_of_old_and_new_keys_names_its_key() {
+    for (text, key, says) in [
+        ("[limits]\nuser = [\"50\"]\n", "limits.user", "requests/duration"),
+        ("[limits]\nuser = [\"x/15m\"]\n", "limits.user", "not a whole number"),
+        ("[limits]\nuser = [\"0/15m\"]\n", "limits.user", "at least 1 request"),
+        ("[limits]\napp = [\"5/500ms\"]\n", "limits.app", "at least 1s"),
+        ("[limits]\napp = [\"5/400d\"]\n", "limits.app", "at most 366 days"),
+        ("[limits]\nuser = []\n", "limits.user", "at least one window"),
+        ("[limits]\nuser = [\"5/15m\", \"9/15m\"]\n", "limits.user", "two windows of 15m"),
+        ("[limits]\nprofile = \"custom\"\n", "limits.user", "at least one window"),
+        ("[limits]\nprofile = \"pro\"\n", "limits.profile", "'pro'"),
+        ("[limits]\nper_user = 3\nuser = [\"5/15m\"]\n", "limits", "both set"),
+        ("[api]\nversion = \"3\"\n", "api.version", "'3'"),
+    ] {
+        let err = load_str(text, &[]).unwrap_err().to_string();
+        assert!(err.starts_with(key) && err.contains(says), "{text}: {err}");
     }
 }

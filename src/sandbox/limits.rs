@@ -72,15 +72,15 @@ impl Faults {
     }
 }
 
-/// A rolling window of request times.
+/// The request times of one rolling window.
 #[derive(Default)]
-pub struct Window {
+pub struct Rolling {
     times: VecDeque<i64>,
     /// The most requests it ever held.
     pub max: u64,
 }
 
-impl Window {
+impl Rolling {
     /// Counts a request at `now` (ms); returns how many came before it in the window, where
     /// the edge is moved in by `grace`.
     pub fn count(&mut self, now: i64, window: i64, grace: i64) -> usize {

@@ -7,7 +7,9 @@ mod limits;
 mod world;
 
 pub use limits::{Faults, parse_faults};
-pub use world::{MaxInWindow, Stats};
+pub use world::{MaxInWindow, Stats, WindowMax};
+
+pub use crate::config::Window;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,9 +42,10 @@ pub struct Config {
     pub consumers: HashMap<String, String>,
     /// token → (token secret, account name for stats).
     pub tokens: HashMap<String, (String, String)>,
-    pub per_user: u32,
-    pub per_app: u32,
-    pub window: Duration,
+    /// The rolling windows every account's follows are held to, and the app's (every
+    /// account's together); a request into a full one is a violation, answered 429.
+    pub user_windows: Vec<Window>,
+    pub app_windows: Vec<Window>,
     /// Requests that arrive this much inside the window's edge are still let through (latency).
     pub grace: Duration,
     /// Seconds added to the sandbox's clock (to exercise clock-skew handling).
@@ -64,9 +67,8 @@ impl Default for Config {
         Config {
             consumers: HashMap::new(),
             tokens: HashMap::new(),
-            per_user: 400,
-            per_app: 1000,
-            window: Duration::from_secs(86_400),
+            user_windows: vec![Window::new(400, 86_400)],
+            app_windows: vec![Window::new(1000, 86_400)],
             grace: Duration::from_millis(100),
             clock_offset: 0,
             already_200_ratio: 0.5,

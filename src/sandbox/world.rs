@@ -10,7 +10,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use serde_json::json;
 
-use super::limits::{Fault, Faults, Window};
+use super::Window;
+use super::limits::{Fault, Faults, Rolling};
 use super::{Config, Scripted, auth};
 
 /// What the sandbox saw.
@@ -28,8 +29,10 @@ pub struct Stats {
     pub follows: BTreeMap<String, u64>,
     /// Creates for a pair that was already followed or requested.
     pub duplicate_creates: u64,
-    /// The most create requests seen inside any one window.
+    /// The most create requests seen inside any one of the longest windows (of each scope).
     pub max_in_window: MaxInWindow,
+    /// The most create requests seen inside any one of each window, of both scopes.
+    pub windows: Vec<WindowMax>,
     /// Faults injected, by kind.
     pub faults: BTreeMap<String, u64>,
 }
@@ -39,6 +42,18 @@ pub struct Stats {
 pub struct MaxInWindow {
     pub per_account: BTreeMap<String, u64>,
     pub app: u64,
+}
+
+/// The most requests seen inside any one interval of a window: per account (by name) for an
+/// account's window, under "app" for the app's.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct WindowMax {
+    /// "user" or "app".
+    pub scope: String,
+    /// `5/2s`.
+    pub window: String,
+    pub limit: u32,
+    pub most: BTreeMap<String, u64>,
 }
 
 /// A request, as the handler saw it.
@@ -109,8 +124,10 @@ pub struct World {
     pub config: Config,
     rng: StdRng,
     nonces: auth::Nonces,
-    user_windows: HashMap<String, Window>,
-    app_windows: HashMap<String, Window>,
+    /// Per token, one per configured account window.
+    user_windows: HashMap<String, Vec<Rolling>>,
+    /// One per configured app window.
+    app_windows: Vec<Rolling>,
     /// (token, user id) → when followed.
     follows: HashMap<(String, u64), i64>,
     /// (token, user id) → a request is pending (protected target).
@@ -158,7 +175,7 @@ impl World {
             rng: StdRng::seed_from_u64(seed),
             nonces: auth::Nonces::default(),
             user_windows: HashMap::new(),
-            app_windows: HashMap::new(),
+            app_windows: Vec::new(),
             follows: HashMap::new(),
             pending: HashSet::new(),
             scripts: HashMap::new(),
@@ -189,9 +206,22 @@ impl World {
 
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
-        s.max_in_window.per_account =
-            self.user_windows.iter().map(|(token, w)| (self.account_name(token), w.max)).collect();
-        s.max_in_window.app = self.app_windows.values().map(|w| w.max).max().unwrap_or(0);
+        let longest = |ws: &[Window]| ws.iter().enumerate().max_by_key(|(_, w)| w.length).map(|(i, _)| i);
+        if let Some(i) = longest(&self.config.user_windows) {
+            s.max_in_window.per_account =
+                self.user_windows.iter().map(|(token, w)| (self.account_name(token), w[i].max)).collect();
+        }
+        if let Some(i) = longest(&self.config.app_windows) {
+            s.max_in_window.app = self.app_windows.get(i).map_or(0, |w| w.max);
+        }
+        for (i, w) in self.config.user_windows.iter().enumerate() {
+            let most = self.user_windows.iter().map(|(token, r)| (self.account_name(token), r[i].max)).collect();
+            s.windows.push(WindowMax { scope: "user".into(), window: w.to_string(), limit: w.limit, most });
+        }
+        for (i, w) in self.config.app_windows.iter().enumerate() {
+            let most = BTreeMap::from([("app".to_string(), self.app_windows.get(i).map_or(0, |r| r.max))]);
+            s.windows.push(WindowMax { scope: "app".into(), window: w.to_string(), limit: w.limit, most });
+        }
         let mut follows: BTreeMap<String, u64> = BTreeMap::new();
         for (token, _) in self.follows.keys() {
             *follows.entry(self.account_name(token)).or_default() += 1;
@@ -224,7 +254,7 @@ impl World {
         let headers = if status == 429 {
             let reset = self.now_ms() / 1000 + 2;
             vec![
-                ("x-rate-limit-limit", self.config.per_user.to_string()),
+                ("x-rate-limit-limit", self.shortest_user_limit().to_string()),
                 ("x-rate-limit-remaining", "0".to_string()),
                 ("x-rate-limit-reset", reset.to_string()),
             ]
@@ -318,19 +348,8 @@ impl World {
         let name = self.account_name(token);
         *self.stats.creates.entry(name).or_default() += 1;
         let now = self.now_ms();
-        let window = self.config.window.as_millis() as i64;
-        let grace = self.config.grace.as_millis() as i64;
-        let consumer = "app".to_string();
-        let used_user = self.user_windows.entry(token.to_string()).or_default().count(now, window, grace);
-        let used_app = self.app_windows.entry(consumer).or_default().count(now, window, grace);
-        if used_user >= self.config.per_user as usize || used_app >= self.config.per_app as usize {
+        if let Err((limit, frees)) = self.count_windows(token, now) {
             self.stats.violations += 1;
-            let user_full = used_user >= self.config.per_user as usize;
-            let (limit, frees) = if user_full {
-                (self.config.per_user, self.user_windows[token].frees_at(self.config.per_user, window))
-            } else {
-                (self.config.per_app, self.app_windows["app"].frees_at(self.config.per_app, window))
-            };
             let reset = (frees + 999) / 1000;
             let headers = vec![
                 ("x-rate-limit-limit", limit.to_string()),
@@ -370,12 +389,46 @@ impl World {
     fn spurious_429(&mut self, now: i64) -> Reply {
         let reset = now / 1000 + 1 + self.rng.random_range(0..2);
         let headers = vec![
-            ("x-rate-limit-limit", self.config.per_user.to_string()),
+            ("x-rate-limit-limit", self.shortest_user_limit().to_string()),
             ("x-rate-limit-remaining", "0".to_string()),
             ("x-rate-limit-reset", reset.to_string()),
         ];
         let body = error_body(88, message_for(88));
         Reply::Answer(self.answer(429, body, headers))
+    }
+
+    /// The limit of the account's shortest window: what `x-rate-limit-limit` reports.
+    fn shortest_user_limit(&self) -> u32 {
+        self.config.user_windows.iter().min_by_key(|w| w.length).map_or(0, |w| w.limit)
+    }
+
+    /// Counts a follow request of `token` at `now` in every window of both scopes. When one was
+    /// already full, the 429 to answer (a violation): the limit and reset of the window that
+    /// frees last.
+    fn count_windows(&mut self, token: &str, now: i64) -> Result<(), (u32, i64)> {
+        let grace = self.config.grace.as_millis() as i64;
+        let (user, app) = (&self.config.user_windows, &self.config.app_windows);
+        if self.app_windows.len() != app.len() {
+            self.app_windows = app.iter().map(|_| Rolling::default()).collect();
+        }
+        let mine = self
+            .user_windows
+            .entry(token.to_string())
+            .or_insert_with(|| user.iter().map(|_| Rolling::default()).collect());
+        let mut full: Option<(u32, i64)> = None;
+        let scopes = [(user, mine), (app, &mut self.app_windows)];
+        for (windows, rolling) in scopes {
+            for (w, r) in windows.iter().zip(rolling.iter_mut()) {
+                let ms = w.length.as_millis() as i64;
+                if r.count(now, ms, grace) >= w.limit as usize {
+                    let frees = r.frees_at(w.limit, ms);
+                    if full.is_none_or(|(_, f)| frees > f) {
+                        full = Some((w.limit, frees));
+                    }
+                }
+            }
+        }
+        full.map_or(Ok(()), Err)
     }
 
     /// Applies a follow and answers as X does.

@@ -22,40 +22,92 @@ use std::collections::VecDeque;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::config::Pace;
+use crate::model::{Budget, Quota};
 
 /// The share of the spacing that jitter may take off in `spread` mode: requests never come at a
 /// perfectly regular beat, and the window cap still bounds the total.
 const JITTER: f64 = 0.05;
 
-/// The limits as the scheduler uses them.
-#[derive(Debug, Clone, Copy)]
+/// The limits as the scheduler uses them: every window of both scopes, as enforced, and the pace.
+#[derive(Debug, Clone)]
 pub struct Limits {
-    pub per_user: u32,
-    pub per_app: u32,
-    /// The window with its safety margin, ms.
-    pub window_ms: i64,
+    pub budget: Budget,
     pub pace: Pace,
+    /// Each window as configured (`50/15m`), in the budget's order: how the display names them.
+    pub names: Vec<(Quota, String)>,
 }
 
 impl Limits {
-    /// The configured limits, with the window as enforced (X's plus the margin).
+    /// The configured limits, with each window as enforced (X's plus the margin).
     pub fn of(limits: &crate::config::Limits) -> Limits {
-        Limits {
-            per_user: limits.per_user,
-            per_app: limits.per_app,
-            window_ms: limits.effective_window_ms(),
-            pace: limits.pace,
-        }
+        let quotas = |ws: &[crate::config::Window]| {
+            ws.iter().map(|w| Quota { limit: w.limit, window_ms: limits.enforced_ms(w) }).collect()
+        };
+        let budget = Budget { user: quotas(&limits.user), app: quotas(&limits.app) };
+        let names = budget
+            .user
+            .iter()
+            .zip(&limits.user)
+            .chain(budget.app.iter().zip(&limits.app))
+            .map(|(q, w)| (*q, w.to_string()))
+            .collect();
+        Limits { budget, pace: limits.pace, names }
     }
 
-    /// Spread spacing between one account's requests, ms.
+    /// Limits with these windows; each is named by its enforced length.
+    pub fn new(budget: Budget, pace: Pace) -> Limits {
+        let names =
+            budget.user.iter().chain(&budget.app).map(|q| (*q, format!("{}/{}ms", q.limit, q.window_ms))).collect();
+        Limits { budget, pace, names }
+    }
+
+    /// How a window is named: as configured (`50/15m`).
+    pub fn name_of(&self, q: &Quota) -> String {
+        self.names
+            .iter()
+            .find(|(n, _)| n == q)
+            .map_or_else(|| format!("{}/{}ms", q.limit, q.window_ms), |(_, s)| s.clone())
+    }
+
+    /// Spread spacing between one account's requests, ms: that of its binding window, the one
+    /// that allows the fewest requests per unit of time.
     pub fn user_spacing(&self, pace_factor: f64) -> i64 {
-        ((self.window_ms as f64 / self.per_user as f64) * pace_factor).ceil() as i64
+        (spacing(&self.budget.user) * pace_factor).ceil() as i64
     }
     /// Spread spacing between the app's requests, ms.
     pub fn app_spacing(&self) -> i64 {
-        (self.window_ms as f64 / self.per_app as f64).ceil() as i64
+        spacing(&self.budget.app).ceil() as i64
     }
+
+    /// The account's binding window: the one spread pacing spaces by.
+    pub fn binding_user(&self) -> Option<Quota> {
+        binding(&self.budget.user)
+    }
+    /// The app's binding window.
+    pub fn binding_app(&self) -> Option<Quota> {
+        binding(&self.budget.app)
+    }
+
+    /// The account's longest window, ms (a code 161 pauses until it frees).
+    pub fn longest_user_ms(&self) -> i64 {
+        self.budget.user.iter().map(|q| q.window_ms).max().unwrap_or(0)
+    }
+    fn longest_app_ms(&self) -> i64 {
+        self.budget.app.iter().map(|q| q.window_ms).max().unwrap_or(0)
+    }
+}
+
+/// The window with the longest time per request: the one that binds an even pace.
+fn binding(quotas: &[Quota]) -> Option<Quota> {
+    quotas.iter().copied().max_by(|a, b| per_request(a).total_cmp(&per_request(b)))
+}
+
+fn per_request(q: &Quota) -> f64 {
+    q.window_ms as f64 / q.limit.max(1) as f64
+}
+
+fn spacing(quotas: &[Quota]) -> f64 {
+    binding(quotas).map_or(0.0, |q| per_request(&q))
 }
 
 /// One account's scheduling state.
@@ -63,7 +115,7 @@ impl Limits {
 pub struct Account {
     pub id: i64,
     pub name: String,
-    /// Send times inside the current window, oldest first.
+    /// Send times inside the account's longest window, oldest first.
     sends: VecDeque<i64>,
     /// The last send, however old.
     last_sent: Option<i64>,
@@ -115,11 +167,11 @@ impl Scheduler {
     /// [`Scheduler::load_send`].
     pub fn new(limits: Limits, seed: u64) -> Scheduler {
         Scheduler {
+            app_gap: limits.app_spacing(),
             limits,
             accounts: Vec::new(),
             app_sends: VecDeque::new(),
             app_last: None,
-            app_gap: limits.app_spacing(),
             turn: 0,
             rng: StdRng::seed_from_u64(seed),
         }
@@ -296,16 +348,16 @@ impl Scheduler {
     fn record_send(&mut self, i: usize, at: i64) {
         let jitter_user = self.jitter();
         let jitter_app = self.jitter();
-        let limits = self.limits;
         self.turn += 1;
+        let user_spacing = self.limits.user_spacing(self.accounts[i].pace_factor);
         let a = &mut self.accounts[i];
         a.served = self.turn;
         a.sends.push_back(at);
         a.last_sent = Some(at);
-        a.gap = (limits.user_spacing(a.pace_factor) as f64 * (1.0 - jitter_user)) as i64;
+        a.gap = (user_spacing as f64 * (1.0 - jitter_user)) as i64;
         self.app_sends.push_back(at);
         self.app_last = Some(at);
-        self.app_gap = (limits.app_spacing() as f64 * (1.0 - jitter_app)) as i64;
+        self.app_gap = (self.limits.app_spacing() as f64 * (1.0 - jitter_app)) as i64;
     }
 
     fn jitter(&mut self) -> f64 {
@@ -316,51 +368,83 @@ impl Scheduler {
     }
 
     /// How many requests account `id` may send at `now` in one go, at most `max`: in `asap`
-    /// mode as many as both windows have room for; in `spread` mode one.
+    /// mode as many as every window has room for; in `spread` mode one.
     pub fn burst(&self, id: i64, now: i64, max: usize) -> usize {
         let Some(a) = self.account(id) else { return 0 };
-        let room_user = (self.limits.per_user as usize).saturating_sub(self.used(id, now));
-        let room_app = (self.limits.per_app as usize).saturating_sub(self.app_used(now));
+        let room = |sends: &VecDeque<i64>, quotas: &[Quota]| {
+            quotas
+                .iter()
+                .map(|q| (q.limit as usize).saturating_sub(in_window(sends, now - q.window_ms)))
+                .min()
+                .unwrap_or(usize::MAX)
+        };
         let cap = match self.limits.pace {
             Pace::Spread => 1,
             Pace::Asap => max,
         };
-        cap.min(room_user).min(room_app).min(a.queued.max(0) as usize).max(1)
+        cap.min(room(&a.sends, &self.limits.budget.user))
+            .min(room(&self.app_sends, &self.limits.budget.app))
+            .min(a.queued.max(0) as usize)
+            .max(1)
     }
 
-    /// Drops sends that left the window.
+    /// Drops sends that left every window.
     fn prune(&mut self, now: i64) {
-        let start = now - self.limits.window_ms;
+        let start = now - self.limits.longest_user_ms();
         for a in &mut self.accounts {
             while a.sends.front().is_some_and(|&t| t <= start) {
                 a.sends.pop_front();
             }
         }
+        let start = now - self.limits.longest_app_ms();
         while self.app_sends.front().is_some_and(|&t| t <= start) {
             self.app_sends.pop_front();
         }
     }
 
-    /// Requests counted in account `id`'s window at `now`.
-    pub fn used(&self, id: i64, now: i64) -> usize {
-        self.account(id).map_or(0, |a| in_window(&a.sends, now - self.limits.window_ms))
+    /// Requests counted in each of account `id`'s windows at `now`, in the budget's order.
+    pub fn used(&self, id: i64, now: i64) -> Vec<(Quota, usize)> {
+        let Some(a) = self.account(id) else { return Vec::new() };
+        self.limits.budget.user.iter().map(|q| (*q, in_window(&a.sends, now - q.window_ms))).collect()
     }
 
-    /// Requests counted in the app's window at `now`.
-    pub fn app_used(&self, now: i64) -> usize {
-        in_window(&self.app_sends, now - self.limits.window_ms)
+    /// Requests counted in each of the app's windows at `now`.
+    pub fn app_used(&self, now: i64) -> Vec<(Quota, usize)> {
+        self.limits.budget.app.iter().map(|q| (*q, in_window(&self.app_sends, now - q.window_ms))).collect()
     }
 
-    /// Account `id`'s oldest send still in the window (when a slot frees, plus the window).
-    pub fn oldest_send(&self, id: i64) -> Option<i64> {
-        self.account(id)?.sends.front().copied()
+    /// When account `id`'s oldest send in its longest window leaves it (a code 161 pauses the
+    /// account until then).
+    pub fn user_window_frees(&self, id: i64) -> Option<i64> {
+        Some(self.account(id)?.sends.front()? + self.limits.longest_user_ms())
     }
 
-    /// The earliest time the window of `sends` has room, given `limit`.
-    fn cap_free_at(sends: &VecDeque<i64>, limit: u32, window_ms: i64) -> i64 {
+    /// The earliest time every window of `quotas` has room for one more of `sends`.
+    fn cap_free_at(sends: &VecDeque<i64>, quotas: &[Quota]) -> i64 {
+        Self::holding(sends, quotas).map_or(i64::MIN, |(_, t)| t)
+    }
+
+    /// The window that frees last, and when: the one that holds the next request back.
+    fn holding(sends: &VecDeque<i64>, quotas: &[Quota]) -> Option<(Quota, i64)> {
         let n = sends.len();
-        let limit = limit as usize;
-        if n < limit { i64::MIN } else { sends[n - limit] + window_ms }
+        quotas
+            .iter()
+            .filter_map(|q| {
+                let limit = q.limit as usize;
+                (n >= limit).then(|| (*q, sends[n - limit] + q.window_ms))
+            })
+            .max_by_key(|&(_, t)| t)
+    }
+
+    /// The window that holds account `id`'s next request back at `now`, and until when; None
+    /// when no window is full.
+    pub fn user_holding(&self, id: i64, now: i64) -> Option<(Quota, i64)> {
+        Self::holding(&self.account(id)?.sends, &self.limits.budget.user).filter(|&(_, t)| t > now)
+    }
+
+    /// The app's window that holds the next request back at `now`, and until when.
+    pub fn app_holding(&self, now: i64) -> Option<(Quota, i64)> {
+        Self::holding(&self.app_sends, &self.limits.budget.app).filter(|&(_, t)| t > now)
     }
 
     /// When account `id` may next send, ignoring the app (None: stopped or no work).
@@ -370,7 +454,7 @@ impl Scheduler {
             return None;
         }
         let work = a.ready_at?;
-        let cap = Self::cap_free_at(&a.sends, self.limits.per_user, self.limits.window_ms);
+        let cap = Self::cap_free_at(&a.sends, &self.limits.budget.user);
         let pace = match (self.limits.pace, a.last_sent) {
             (Pace::Spread, Some(last)) => last + a.gap,
             _ => i64::MIN,
@@ -380,7 +464,7 @@ impl Scheduler {
 
     /// When the app may next send.
     pub fn app_ready_at(&self) -> i64 {
-        let cap = Self::cap_free_at(&self.app_sends, self.limits.per_app, self.limits.window_ms);
+        let cap = Self::cap_free_at(&self.app_sends, &self.limits.budget.app);
         let pace = match (self.limits.pace, self.app_last) {
             (Pace::Spread, Some(last)) => last + self.app_gap,
             _ => i64::MIN,
@@ -419,51 +503,43 @@ impl Scheduler {
     }
 
     /// When the queue will be done at the configured limits, from now: each account's own
-    /// ceiling and the app's, whichever ends later. Ignores retries and pauses not yet known.
+    /// ceiling and the app's, whichever ends later, each the latest of its windows'. Ignores
+    /// retries and pauses not yet known.
     pub fn eta(&self, now: i64) -> Option<i64> {
-        let start_of_window = now - self.limits.window_ms;
         let mut done = now;
         let mut total = 0i64;
-        for i in 0..self.accounts.len() {
-            let a = &self.accounts[i];
+        for a in &self.accounts {
             if a.queued == 0 || a.stopped.is_some() {
                 continue;
             }
             total += a.queued;
             let start = self.account_ready_at(a.id).unwrap_or(now).max(now);
             let spacing = self.limits.user_spacing(a.pace_factor);
-            let used = in_window(&a.sends, start_of_window);
-            let oldest = a.sends.iter().find(|&&t| t > start_of_window).copied();
-            let t = finish_time(
-                start,
-                a.queued,
-                used,
-                oldest,
-                self.limits.per_user,
-                self.limits.window_ms,
-                self.limits.pace,
-                spacing,
-            );
-            done = done.max(t);
+            done =
+                done.max(finish(start, a.queued, &a.sends, &self.limits.budget.user, self.limits.pace, spacing, now));
         }
         if total == 0 {
             return None;
         }
         let start = self.app_ready_at().max(now);
-        let used = in_window(&self.app_sends, start_of_window);
-        let oldest = self.app_sends.iter().find(|&&t| t > start_of_window).copied();
-        let t = finish_time(
-            start,
-            total,
-            used,
-            oldest,
-            self.limits.per_app,
-            self.limits.window_ms,
-            self.limits.pace,
-            self.limits.app_spacing(),
-        );
-        Some(done.max(t))
+        let spacing = self.limits.app_spacing();
+        Some(done.max(finish(start, total, &self.app_sends, &self.limits.budget.app, self.limits.pace, spacing, now)))
     }
+}
+
+/// When `n` more requests will have gone under every window of `quotas` (the latest of each
+/// window's own finish), given the `sends` already made.
+fn finish(start: i64, n: i64, sends: &VecDeque<i64>, quotas: &[Quota], pace: Pace, spacing: i64, now: i64) -> i64 {
+    quotas
+        .iter()
+        .map(|q| {
+            let start_of_window = now - q.window_ms;
+            let used = in_window(sends, start_of_window);
+            let oldest = sends.iter().find(|&&t| t > start_of_window).copied();
+            finish_time(start, n, used, oldest, q.limit, q.window_ms, pace, spacing)
+        })
+        .max()
+        .unwrap_or(start)
 }
 
 /// Sends after `start_of_window`.

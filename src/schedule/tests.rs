@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::{Budget, Quota};
 
 /// Adds an account; its index in `accounts`.
 fn add(s: &mut Scheduler, id: i64, name: &str, until: i64, why: &str, stop: Option<String>, pace: f64) -> usize {
@@ -6,8 +7,14 @@ fn add(s: &mut Scheduler, id: i64, name: &str, until: i64, why: &str, stop: Opti
     s.accounts.len() - 1
 }
 
+/// One window per scope.
+fn single(per_user: u32, per_app: u32, window_ms: i64, pace: Pace) -> Limits {
+    let q = |limit| Quota { limit, window_ms };
+    Limits::new(Budget { user: vec![q(per_user)], app: vec![q(per_app)] }, pace)
+}
+
 fn limits(pace: Pace) -> Limits {
-    Limits { per_user: 400, per_app: 1000, window_ms: 86_400_000, pace }
+    single(400, 1000, 86_400_000, pace)
 }
 
 /// Runs the scheduler over simulated time, sending whenever it says so, and returns the
@@ -114,7 +121,7 @@ fn pauses_stops_and_no_work() {
 
 #[test]
 fn the_app_window_holds_back_every_account() {
-    let mut s = Scheduler::new(Limits { per_user: 10, per_app: 15, window_ms: 1_000, pace: Pace::Asap }, 1);
+    let mut s = Scheduler::new(single(10, 15, 1_000, Pace::Asap), 1);
     for id in 1..=2 {
         let i = add(&mut s, id, "x", 0, "", None, 1.0);
         s.accounts[i].ready_at = Some(0);
@@ -136,4 +143,53 @@ fn eta_follows_the_limits() {
     s.accounts[i].ready_at = Some(0);
     s.accounts[i].queued = 401;
     assert_eq!(s.eta(0), Some(86_400_000));
+}
+
+/// The v2 shape, compressed: per account 5 in 2 s and 12 in 10 s, per app 30 in 10 s.
+fn two_windows(pace: Pace) -> Limits {
+    let q = |limit, window_ms| Quota { limit, window_ms };
+    Limits::new(Budget { user: vec![q(5, 2_000), q(12, 10_000)], app: vec![q(30, 10_000)] }, pace)
+}
+
+#[test]
+fn every_window_of_an_account_is_held_and_the_binding_one_is_used() {
+    for pace in [Pace::Spread, Pace::Asap] {
+        let mut s = Scheduler::new(two_windows(pace), 3);
+        let i = add(&mut s, 1, "a", 0, "", None, 1.0);
+        s.accounts[i].ready_at = Some(0);
+        s.accounts[i].queued = 100_000;
+        let run = 20 * 10_000;
+        let sends = simulate(&mut s, run);
+        assert!(max_in_window(&sends[0], 2_000) <= 5, "{pace:?}: the short window over 5");
+        assert!(max_in_window(&sends[0], 10_000) <= 12, "{pace:?}: the long window over 12");
+        // The long window binds (12 per 10 s is less than 5 per 2 s's 25): 20 windows' worth.
+        assert!(sends[0].len() as f64 >= 0.98 * 12.0 * 20.0, "{pace:?}: only {} sends", sends[0].len());
+    }
+    // Spread spaces by the binding window: one every 10 s / 12, never a burst of 5.
+    let s = Scheduler::new(two_windows(Pace::Spread), 3);
+    assert_eq!(s.limits.user_spacing(1.0), 834);
+    assert_eq!(s.limits.binding_user(), Some(Quota { limit: 12, window_ms: 10_000 }));
+}
+
+#[test]
+fn asap_bursts_to_the_short_window_and_waits_for_it_then_for_the_long_one() {
+    let mut s = Scheduler::new(two_windows(Pace::Asap), 3);
+    let i = add(&mut s, 1, "a", 0, "", None, 1.0);
+    s.accounts[i].ready_at = Some(0);
+    s.accounts[i].queued = 100;
+    assert_eq!(s.burst(1, 0, 100), 5, "the short window's room");
+    for _ in 0..5 {
+        s.record_send(i, 0);
+    }
+    assert_eq!(s.decide(1), Decision::Wait(2_000), "the short window frees first");
+    assert_eq!(s.user_holding(1, 1), Some((Quota { limit: 5, window_ms: 2_000 }, 2_000)));
+    for t in [2_000, 4_000] {
+        for _ in 0..s.burst(1, t, 100) {
+            s.record_send(i, t);
+        }
+    }
+    // 5 + 5 + 2: the long window is full until the first sends leave it.
+    assert_eq!(s.used(1, 4_000).iter().map(|(_, n)| *n).collect::<Vec<_>>(), [2, 12]);
+    assert_eq!(s.decide(6_000), Decision::Wait(10_000));
+    assert_eq!(s.user_holding(1, 6_000), Some((Quota { limit: 12, window_ms: 10_000 }, 10_000)));
 }

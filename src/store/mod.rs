@@ -7,7 +7,7 @@ mod sqlite;
 
 use std::path::Path;
 
-pub use crate::model::{AttemptResult, JobState, NewJob, Outcome, TargetKind};
+pub use crate::model::{AttemptResult, Budget, JobState, NewJob, Outcome, Quota, TargetKind};
 pub use crate::time::now_ms;
 pub use sqlite::{COMMIT_EVERY, INSERT_BATCH, ImportSession, RECORD_BATCH, Store};
 
@@ -90,9 +90,9 @@ pub struct Claim {
 pub enum ClaimResult {
     /// Jobs claimed, each with its attempt row, in attempt order.
     Claimed(Vec<Claim>),
-    /// The account's window is full in the ledger.
+    /// One of the account's windows is full in the ledger.
     UserFull,
-    /// The app's window is full in the ledger.
+    /// One of the app's windows is full in the ledger.
     AppFull,
     /// The account has no job that may be sent now.
     NoJob,
@@ -100,15 +100,6 @@ pub enum ClaimResult {
     Paused { until: i64, reason: String },
     /// The account is stopped.
     Stopped(String),
-}
-
-/// The rolling window and the two budgets a claim is checked against.
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    /// The window as enforced (X's plus the safety margin), ms.
-    pub window_ms: i64,
-    pub per_user: u32,
-    pub per_app: u32,
 }
 
 /// What happens to the job after an answer.
@@ -216,11 +207,12 @@ pub struct Recovered {
     pub requeued_jobs: u64,
 }
 
-/// What [`Store::claim`] asks for: up to `want` of the account's next jobs, within `budget`.
+/// What [`Store::claim`] asks for: up to `want` of the account's next jobs, within every window
+/// of `budget`.
 #[derive(Debug, Clone, Copy)]
-pub struct Ask {
+pub struct Ask<'a> {
     pub account_id: i64,
-    pub budget: Budget,
+    pub budget: &'a Budget,
     pub want: usize,
 }
 

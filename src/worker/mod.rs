@@ -178,7 +178,7 @@ pub async fn work_off(
         .filter_map(|a| settings.account(&a.name).map(|c| (a.id, Arc::new(c.clone()))))
         .collect();
     let limits = &settings.limits;
-    let budget = Budget { window_ms: limits.effective_window_ms(), per_user: limits.per_user, per_app: limits.per_app };
+    let budget = Limits::of(limits).budget;
     let mut d = Dispatcher {
         store,
         settings,
@@ -222,7 +222,7 @@ pub async fn work_off(
 /// The scheduler as the ledger leaves it (see [`Scheduler::from_ledger`]).
 async fn load(store: &Store, settings: &Settings, now: i64, seed: u64) -> anyhow::Result<Scheduler> {
     let limits = Limits::of(&settings.limits);
-    let snapshot = store.ledger_snapshot(now - limits.window_ms).await?;
+    let snapshot = store.ledger_snapshot(now - limits.budget.longest_ms()).await?;
     Ok(Scheduler::from_ledger(limits, &snapshot, |name| settings.account(name).is_some(), now, seed))
 }
 
@@ -384,7 +384,7 @@ impl Dispatcher<'_> {
     async fn dispatch(&mut self, id: i64, now: i64) -> anyhow::Result<Option<Ending>> {
         let want = self.sched.burst(id, now, self.free_slots());
         let (records, verdicts) = self.take_answers();
-        let ask = Ask { account_id: id, budget: self.budget, want };
+        let ask = Ask { account_id: id, budget: &self.budget, want };
         let (written, claimed) = self.store.record_and_claim(&records, &self.clock, ask).await?;
         self.last_claim = std::time::Instant::now();
         let ending = self.absorb_all(records, verdicts, written);
@@ -406,9 +406,9 @@ impl Dispatcher<'_> {
                     client: self.client.clone(),
                     clock: self.clock.clone(),
                     retry: settings.retry.clone(),
-                    cooldown_ms: (settings.limits.window.as_millis() as f64 * COOLDOWN_SHARE) as i64,
+                    cooldown_ms: (settings.limits.longest_user().length.as_millis() as f64 * COOLDOWN_SHARE) as i64,
                     pace_factor: sched.account(id).map_or(1.0, |a| a.pace_factor),
-                    window_frees: sched.oldest_send(id).map_or(sent_at, |t| t + sched.limits.window_ms),
+                    window_frees: sched.user_window_frees(id).unwrap_or(sent_at),
                 };
                 let out = self.out.entry(id).or_default();
                 for claim in claims {

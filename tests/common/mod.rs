@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use followq::config::{Account, Secret, Settings};
+use followq::config::{Account, Limits, Margin, Secret, Settings, Window};
 use followq::sandbox::{Config, Sandbox};
 
 pub const CONSUMER_KEY: &str = "ck-test";
@@ -86,10 +86,8 @@ pub fn settings(accounts: &[&str], base_url: &str, per_user: u32, per_app: u32, 
     s.api.timeout = Duration::from_secs(2);
     s.app.consumer_key = CONSUMER_KEY.into();
     s.app.consumer_secret = Secret::new(CONSUMER_SECRET);
-    s.limits.per_user = per_user;
-    s.limits.per_app = per_app;
-    s.limits.window = window;
-    s.limits.margin = window.mul_f64(0.01);
+    s.limits = Limits::single(per_user, per_app, window);
+    s.limits.margin = Margin::Share(0.01);
     s.retry.base = Duration::from_millis(50);
     s.retry.max = Duration::from_millis(400);
     s.retry.max_attempts = 4;
@@ -109,7 +107,13 @@ pub async fn sandbox(accounts: &[&str], per_user: u32, per_app: u32, window: Dur
 }
 
 pub fn sandbox_config(accounts: &[&str], per_user: u32, per_app: u32, window: Duration) -> Config {
-    let mut c = Config { per_user, per_app, window, grace: Duration::from_millis(20), ..Config::default() };
+    let w = |limit| Window { limit, length: window };
+    let mut c = Config {
+        user_windows: vec![w(per_user)],
+        app_windows: vec![w(per_app)],
+        grace: Duration::from_millis(20),
+        ..Config::default()
+    };
     c.consumers.insert(CONSUMER_KEY.into(), CONSUMER_SECRET.into());
     for a in accounts {
         let (t, s) = token(a);

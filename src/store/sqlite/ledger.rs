@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::Store;
 use crate::model::{Outcome, TargetKind};
@@ -68,9 +68,10 @@ impl Store {
     }
 
     /// Phase 1, one write transaction: lock the budgets, check the account is neither paused nor
-    /// stopped, count both windows in the ledger, take up to `ask.want` of the account's next
-    /// jobs (fewer if either window has less room), insert their attempts sent at `now`, and put
-    /// the jobs in flight on them. Nothing is consumed unless both budgets have room.
+    /// stopped, count every window of both scopes in the ledger, take up to `ask.want` of the
+    /// account's next jobs (fewer if any window has less room), insert their attempts sent at
+    /// `now`, and put the jobs in flight on them. Nothing is consumed unless every window has
+    /// room.
     ///
     /// The lock is on everything the transaction counts: SQLite's `begin immediate` takes the
     /// database's write lock before the first read (see [`Store::write_tx`]), so no other claim,
@@ -79,7 +80,7 @@ impl Store {
     ///
     /// "Now" is read from `clock` once the lock is held: a claim that waited for another
     /// writer's lock is stamped when it could go, not when it asked.
-    pub async fn claim(&self, clock: &Clock, ask: Ask) -> Result<ClaimResult, StoreError> {
+    pub async fn claim(&self, clock: &Clock, ask: Ask<'_>) -> Result<ClaimResult, StoreError> {
         let mut tx = self.write_tx().await?;
         let claimed = claim_in(&mut tx, clock.now_ms(), ask).await?;
         tx.commit().await?;
@@ -109,7 +110,7 @@ impl Store {
         &self,
         records: &[Record],
         clock: &Clock,
-        ask: Ask,
+        ask: Ask<'_>,
     ) -> Result<(Vec<Written>, ClaimResult), StoreError> {
         let mut tx = self.write_tx().await?;
         let now = clock.now_ms();
@@ -145,71 +146,66 @@ fn job_columns(job: &RecordJob) -> (&'static str, Option<Outcome>, i64, bool) {
     }
 }
 
-/// SQL for the number of attempts sent after a time (the parameter `$start`, in ms), of one
-/// account (`$account`) or of the app: a window's use. Read from the per-minute tallies
-/// (`account_sends`, `app_sends`, kept by a trigger on every attempt) for the minutes after
-/// `$start`'s, and from the attempts indexes for the rest of `$start`'s own minute: one row per
-/// minute of the window and at most a minute of requests, where counting the attempts alone
-/// reads every request in the window. Exact at any time: the two parts split the attempts
-/// after `$start` at a minute's boundary, which is `sent_at / 60000` here and in the trigger
-/// (migration 5) alike: the exactness test fails if the two ever differ.
-macro_rules! sent_after {
-    ($account:literal, $start:literal) => {
-        concat!(
-            "((select coalesce(sum(n), 0) from account_sends where account_id = ",
-            $account,
-            " and minute > ",
-            $start,
-            " / 60000)",
-            " + (select count(*) from attempts where account_id = ",
-            $account,
-            " and sent_at > ",
-            $start,
-            " and sent_at < (",
-            $start,
-            " / 60000 + 1) * 60000))"
-        )
-    };
-    ($start:literal) => {
-        concat!(
-            "((select coalesce(sum(n), 0) from app_sends where minute > ",
-            $start,
-            " / 60000)",
-            " + (select count(*) from attempts where sent_at > ",
-            $start,
-            " and sent_at < (",
-            $start,
-            " / 60000 + 1) * 60000))"
-        )
-    };
+/// SQL for the number of attempts sent after a time (the parameter `start`, in ms, e.g. `?6`),
+/// of one account (`account`, e.g. `?1`) or of the app: a window's use. Read from the
+/// per-minute tallies (`account_sends`, `app_sends`, kept by a trigger on every attempt) for the
+/// minutes after `start`'s, and from the attempts indexes for the rest of `start`'s own minute:
+/// one row per minute of the window and at most a minute of requests, where counting the
+/// attempts alone reads every request in the window. Exact at any time: the two parts split
+/// the attempts after `start` at a minute's boundary, which is `sent_at / 60000` here and in the
+/// trigger (migration 5) alike: the exactness test fails if the two ever differ.
+fn sent_after(account: Option<&str>, start: &str) -> String {
+    match account {
+        Some(a) => format!(
+            "((select coalesce(sum(n), 0) from account_sends where account_id = {a} and minute > {start} / 60000) \
+             + (select count(*) from attempts where account_id = {a} and sent_at > {start} \
+                and sent_at < ({start} / 60000 + 1) * 60000))"
+        ),
+        None => format!(
+            "((select coalesce(sum(n), 0) from app_sends where minute > {start} / 60000) \
+             + (select count(*) from attempts where sent_at > {start} and sent_at < ({start} / 60000 + 1) * 60000))"
+        ),
+    }
+}
+
+/// Every window of `budget` as SQL terms `(limit, use)`, the account's first, numbered from
+/// parameter `?first` on (a limit and a window's start each), with the values to bind in order.
+fn window_terms(budget: &Budget, now: i64, first: usize) -> (Vec<(String, String)>, Vec<i64>) {
+    let mut terms = Vec::new();
+    let mut binds = Vec::new();
+    let scopes = [(Some("?1"), &budget.user), (None, &budget.app)];
+    for (account, quotas) in scopes {
+        for q in quotas.iter() {
+            let (limit, start) = (first + binds.len(), first + binds.len() + 1);
+            terms.push((format!("?{limit}"), sent_after(account, &format!("?{start}"))));
+            binds.push(i64::from(q.limit));
+            binds.push(now - q.window_ms);
+        }
+    }
+    (terms, binds)
 }
 
 /// The statements of [`Store::claim`], in the caller's write transaction.
-async fn claim_in(conn: &mut SqliteConnection, now: i64, ask: Ask) -> Result<ClaimResult, StoreError> {
+async fn claim_in(conn: &mut SqliteConnection, now: i64, ask: Ask<'_>) -> Result<ClaimResult, StoreError> {
     let Ask { account_id, budget, want } = ask;
-    let start = now - budget.window_ms;
-    // The attempts for the account's next jobs in import order, as many as both windows have
+    // The attempts for the account's next jobs in import order, as many as every window has
     // room for, none while the account is paused or stopped...
-    let inserted = sqlx::query(concat!(
+    let (terms, binds) = window_terms(budget, now, 4);
+    let room: String = terms.iter().map(|(limit, used)| format!(", {limit} - {used}")).collect();
+    let sql = format!(
         "insert into attempts (job_id, account_id, sent_at)
          select id, account_id, ?2 from jobs
          where account_id = ?1 and state = 'queued' and outcome is null and not_before <= ?2
            and (select stopped_reason = '' and paused_until <= ?2 from accounts where id = ?1)
          order by id
-         limit max(0, min(?3, ?4 - ",
-        sent_after!("?1", "?6"),
-        ", ?5 - ",
-        sent_after!("?6"),
-        "))"
-    ))
-    .bind(account_id)
-    .bind(now)
-    .bind(want.max(1) as i64)
-    .bind(i64::from(budget.per_user))
-    .bind(i64::from(budget.per_app))
-    .bind(start)
-    .execute(&mut *conn)
-    .await?;
+         limit max(0, min(?3, ?3{room}))"
+    );
+    // Built from this file's text and parameter numbers alone: every value is bound.
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(account_id).bind(now).bind(want.max(1) as i64);
+    for b in &binds {
+        q = q.bind(*b);
+    }
+    let inserted = q.execute(&mut *conn).await?;
     let n = inserted.rows_affected() as i64;
     if n == 0 {
         return why_none(conn, account_id, now, budget).await;
@@ -254,29 +250,29 @@ async fn why_none(
     conn: &mut SqliteConnection,
     account_id: i64,
     now: i64,
-    budget: Budget,
+    budget: &Budget,
 ) -> Result<ClaimResult, StoreError> {
-    let account: Option<(i64, String, String, i64, i64)> = sqlx::query_as(concat!(
-        "select paused_until, pause_reason, stopped_reason, ",
-        sent_after!("?1", "?2"),
-        ", ",
-        sent_after!("?2"),
-        " from accounts where id = ?1"
-    ))
-    .bind(account_id)
-    .bind(now - budget.window_ms)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((paused_until, pause_reason, stopped, user, app)) = account else {
+    let (terms, binds) = window_terms(budget, now, 2);
+    let full: String = terms.iter().map(|(limit, used)| format!(", {used} >= {limit}")).collect();
+    let sql = format!("select paused_until, pause_reason, stopped_reason{full} from accounts where id = ?1");
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(account_id);
+    for b in &binds {
+        q = q.bind(*b);
+    }
+    let Some(row) = q.fetch_optional(&mut *conn).await? else {
         return Err(StoreError::Stale(format!("account {account_id} is not in the database")));
     };
+    let (paused_until, pause_reason, stopped): (i64, String, String) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    let full: Vec<bool> = (0..terms.len()).map(|i| row.try_get(3 + i)).collect::<Result<_, _>>()?;
+    let (user_full, app_full) = full.split_at(budget.user.len());
     Ok(if !stopped.is_empty() {
         ClaimResult::Stopped(stopped)
     } else if paused_until > now {
         ClaimResult::Paused { until: paused_until, reason: pause_reason }
-    } else if user >= i64::from(budget.per_user) {
+    } else if user_full.iter().any(|&f| f) {
         ClaimResult::UserFull
-    } else if app >= i64::from(budget.per_app) {
+    } else if app_full.iter().any(|&f| f) {
         ClaimResult::AppFull
     } else {
         ClaimResult::NoJob

@@ -1,6 +1,7 @@
 use super::*;
 use crate::model::AttemptResult;
 use crate::model::NewJob;
+use crate::store::Quota;
 use crate::time::now_ms;
 
 /// A store with `n` queued jobs for one account; its id.
@@ -31,14 +32,21 @@ async fn queue(store: &Store, account_id: i64, prefix: &str, n: usize) {
     session.finish(import, &summary).await.unwrap();
 }
 
-const BUDGET: Budget = Budget { window_ms: 60_000, per_user: 100, per_app: 100 };
+/// One window per scope: `per_user` for the account and `per_app` for the app in `window_ms`.
+fn single(window_ms: i64, per_user: u32, per_app: u32) -> Budget {
+    Budget { user: vec![Quota { limit: per_user, window_ms }], app: vec![Quota { limit: per_app, window_ms }] }
+}
+
+fn budget() -> Budget {
+    single(60_000, 100, 100)
+}
 
 /// A clock that says `ms`.
 fn at(ms: i64) -> Clock {
     Clock::virtual_at(ms)
 }
 
-fn ask(account_id: i64, budget: Budget, want: usize) -> Ask {
+fn ask(account_id: i64, budget: &Budget, want: usize) -> Ask<'_> {
     Ask { account_id, budget, want }
 }
 
@@ -64,24 +72,24 @@ async fn a_claim_counts_the_ledger_and_takes_only_what_both_budgets_allow() {
     let path = dir.path().join("t.db");
     let (store, id) = store_at(&path, 20).await;
     let now = 1_000_000;
-    let budget = Budget { window_ms: 60_000, per_user: 5, per_app: 7 };
-    let first = claims(store.claim(&at(now), ask(id, budget, 3)).await.unwrap());
+    let budget = single(60_000, 5, 7);
+    let first = claims(store.claim(&at(now), ask(id, &budget, 3)).await.unwrap());
     assert_eq!(first.iter().map(|c| c.target.as_str()).collect::<Vec<_>>(), ["t0", "t1", "t2"]);
     assert!(first.iter().all(|c| c.sent_at == now));
     // Another process's claim counts too: the ledger, not a mirror, is what is counted.
     let other = Store::open(&path).await.unwrap();
-    assert_eq!(claims(other.claim(&at(now + 1), ask(id, budget, 1)).await.unwrap()).len(), 1);
-    assert_eq!(claims(store.claim(&at(now + 2), ask(id, budget, 10)).await.unwrap()).len(), 1, "5 per account");
-    assert!(matches!(store.claim(&at(now + 3), ask(id, budget, 1)).await.unwrap(), ClaimResult::UserFull));
+    assert_eq!(claims(other.claim(&at(now + 1), ask(id, &budget, 1)).await.unwrap()).len(), 1);
+    assert_eq!(claims(store.claim(&at(now + 2), ask(id, &budget, 10)).await.unwrap()).len(), 1, "5 per account");
+    assert!(matches!(store.claim(&at(now + 3), ask(id, &budget, 1)).await.unwrap(), ClaimResult::UserFull));
     // The window slides: a minute after the first three, they no longer count.
     let later = now + 60_000;
-    let app_first = Budget { per_user: 100, ..budget };
+    let app_first = single(60_000, 100, 7);
     assert_eq!(
-        claims(store.claim(&at(later), ask(id, app_first, 10)).await.unwrap()).len(),
+        claims(store.claim(&at(later), ask(id, &app_first, 10)).await.unwrap()).len(),
         5,
         "7 per app, 2 still in"
     );
-    assert!(matches!(store.claim(&at(later), ask(id, app_first, 1)).await.unwrap(), ClaimResult::AppFull));
+    assert!(matches!(store.claim(&at(later), ask(id, &app_first, 1)).await.unwrap(), ClaimResult::AppFull));
     assert_eq!(store.open_attempts().await.unwrap(), 10);
 }
 
@@ -89,7 +97,7 @@ async fn a_claim_counts_the_ledger_and_takes_only_what_both_budgets_allow() {
 async fn a_late_answer_changes_nothing_a_repeated_one_is_an_error_and_a_pause_stops_the_next_claim() {
     let (_dir, store, id) = store_with(10).await;
     let now = now_ms();
-    let first = claims(store.claim(&at(now), ask(id, BUDGET, 3)).await.unwrap());
+    let first = claims(store.claim(&at(now), ask(id, &budget(), 3)).await.unwrap());
     let answers: Vec<Record> = first.iter().map(answer).collect();
     // Another run's start-up recovery closes the last one as `unknown` (and queues its job):
     // its answer, when it comes, is late and changes nothing.
@@ -113,13 +121,13 @@ async fn a_late_answer_changes_nothing_a_repeated_one_is_an_error_and_a_pause_st
     assert_eq!(log[0].finished_at, Some(now + 5));
     assert_eq!(log[2].result, Some(AttemptResult::Unknown));
 
-    let next = claims(store.claim(&at(now + 10), ask(id, BUDGET, 1)).await.unwrap());
+    let next = claims(store.claim(&at(now + 10), ask(id, &budget(), 1)).await.unwrap());
     let mut pause = answer(&next[0]);
     pause.account = Some(RecordAccount::Pause { until: now + 60_000, reason: "test".into(), pace_factor: None });
     store.record(&[pause], &at(now + 11)).await.unwrap();
-    let r = store.claim(&at(now + 12), ask(id, BUDGET, 1)).await.unwrap();
+    let r = store.claim(&at(now + 12), ask(id, &budget(), 1)).await.unwrap();
     assert!(matches!(r, ClaimResult::Paused { until, .. } if until == now + 60_000), "{r:?}");
-    assert!(matches!(store.claim(&at(now + 60_000), ask(id, BUDGET, 1)).await.unwrap(), ClaimResult::Claimed(_)));
+    assert!(matches!(store.claim(&at(now + 60_000), ask(id, &budget(), 1)).await.unwrap(), ClaimResult::Claimed(_)));
 
     // The counts kept by the trigger agree with a recount.
     let mut kept = store.job_counts().await.unwrap();
@@ -133,7 +141,7 @@ async fn a_late_answer_changes_nothing_a_repeated_one_is_an_error_and_a_pause_st
 async fn an_answer_whose_job_left_its_attempt_is_an_error_and_writes_nothing() {
     let (_dir, store, id) = store_with(2).await;
     let now = now_ms();
-    let claimed = claims(store.claim(&at(now), ask(id, BUDGET, 2)).await.unwrap());
+    let claimed = claims(store.claim(&at(now), ask(id, &budget(), 2)).await.unwrap());
     sqlx::query("update jobs set attempt_id = null where id = ?1")
         .bind(claimed[1].job_id)
         .execute(&store.pool)
@@ -166,7 +174,7 @@ async fn every_attempt_result_reads_back_as_it_was_written() {
         Unknown,
     ];
     let (_dir, store, id) = store_with(all.len()).await;
-    let claimed = claims(store.claim(&at(now_ms()), ask(id, BUDGET, all.len())).await.unwrap());
+    let claimed = claims(store.claim(&at(now_ms()), ask(id, &budget(), all.len())).await.unwrap());
     let answers: Vec<Record> =
         claimed.iter().zip(all).map(|(c, result)| Record { result, ..Record::for_claim(c) }).collect();
     store.record(&answers, &Clock::System).await.unwrap();
@@ -216,7 +224,7 @@ async fn a_run_outlasts_a_writer_that_holds_the_lock_past_the_busy_timeout() {
     let other = Store::open(&path).await.unwrap();
     let release = hold(&other, 700).await;
     let started = std::time::Instant::now();
-    let claimed = store.claim(&Clock::System, ask(id, BUDGET, 1)).await.unwrap();
+    let claimed = store.claim(&Clock::System, ask(id, &budget(), 1)).await.unwrap();
     assert!(matches!(claimed, ClaimResult::Claimed(_)), "{claimed:?}");
     assert!(started.elapsed() >= std::time::Duration::from_millis(500), "it waited for the lock");
     release.await.unwrap();
@@ -238,7 +246,7 @@ async fn a_claim_that_waited_for_the_write_lock_is_stamped_when_it_got_it() {
     let other = Store::open(&path).await.unwrap();
     let asked = now_ms();
     let release = hold(&other, 600).await;
-    let claimed = claims(store.claim(&Clock::System, ask(id, BUDGET, 2)).await.unwrap());
+    let claimed = claims(store.claim(&Clock::System, ask(id, &budget(), 2)).await.unwrap());
     release.await.unwrap();
     assert!(claimed[0].sent_at >= asked + 550, "stamped {} ms after it asked", claimed[0].sent_at - asked);
     let sent: Vec<i64> =
@@ -262,10 +270,10 @@ async fn a_window_count_is_exact_wherever_its_start_falls_in_a_minute() {
     let mut times: Vec<i64> = (0..30).map(|k| base + k * 9_973).collect();
     times.extend([base + 60_000, base + 119_999, base + 120_000, base + 180_000 - 1]);
     times.sort();
-    let open = Budget { window_ms: 3_600_000, per_user: 1_000, per_app: 1_000 };
+    let open = single(3_600_000, 1_000, 1_000);
     for (k, &t) in times.iter().enumerate() {
         let who = if k % 3 == 0 { bob } else { alice };
-        claims(store.claim(&at(t), ask(who, open, 1 + k % 3)).await.unwrap());
+        claims(store.claim(&at(t), ask(who, &open, 1 + k % 3)).await.unwrap());
     }
     let sent: Vec<i64> =
         sqlx::query_scalar("select sent_at from attempts order by id").fetch_all(&store.pool).await.unwrap();
@@ -276,19 +284,14 @@ async fn a_window_count_is_exact_wherever_its_start_falls_in_a_minute() {
     starts.extend([0, base - 3_600_000, base + 10 * 60_000]);
     for &start in &starts {
         for account in [alice, bob] {
-            let (user, app, user_counted, app_counted): (i64, i64, i64, i64) = sqlx::query_as(concat!(
-                "select ",
-                sent_after!("?1", "?2"),
-                ", ",
-                sent_after!("?2"),
-                ", (select count(*) from attempts where account_id = ?1 and sent_at > ?2),
-                   (select count(*) from attempts where sent_at > ?2)"
-            ))
-            .bind(account)
-            .bind(start)
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
+            let sql = format!(
+                "select {}, {}, (select count(*) from attempts where account_id = ?1 and sent_at > ?2),
+                   (select count(*) from attempts where sent_at > ?2)",
+                sent_after(Some("?1"), "?2"),
+                sent_after(None, "?2")
+            );
+            let (user, app, user_counted, app_counted): (i64, i64, i64, i64) =
+                sqlx::query_as(AssertSqlSafe(sql)).bind(account).bind(start).fetch_one(&store.pool).await.unwrap();
             assert_eq!((user, app), (user_counted, app_counted), "start {} ms after base", start - base);
         }
     }
@@ -301,7 +304,34 @@ async fn a_window_count_is_exact_wherever_its_start_falls_in_a_minute() {
         .fetch_one(&store.pool)
         .await
         .unwrap();
-    let tight = Budget { window_ms: now - start, per_user: used as u32 + 1, per_app: 1_000 };
-    assert_eq!(claims(store.claim(&at(now), ask(alice, tight, 5)).await.unwrap()).len(), 1);
-    assert!(matches!(store.claim(&at(now), ask(alice, tight, 5)).await.unwrap(), ClaimResult::UserFull));
+    let tight = single(now - start, used as u32 + 1, 1_000);
+    assert_eq!(claims(store.claim(&at(now), ask(alice, &tight, 5)).await.unwrap()).len(), 1);
+    assert!(matches!(store.claim(&at(now), ask(alice, &tight, 5)).await.unwrap(), ClaimResult::UserFull));
+}
+
+/// Several windows per scope: a claim takes only what every one of them has room for, and
+/// which window is full, the account's or the app's, is told apart.
+#[tokio::test]
+async fn a_claim_takes_only_what_every_window_of_both_scopes_allows() {
+    let (_dir, store, alice) = store_with(40).await;
+    let bob = store.sync_accounts(&["alice", "bob"]).await.unwrap()["bob"];
+    queue(&store, bob, "b", 40).await;
+    let q = |limit, window_ms| Quota { limit, window_ms };
+    let budget = Budget { user: vec![q(3, 1_000), q(5, 10_000)], app: vec![q(8, 10_000), q(100, 60_000)] };
+    let base = 50_000_000;
+    let take = |who, t, want| {
+        let (store, budget) = (&store, &budget);
+        async move { store.claim(&at(t), ask(who, budget, want)).await.unwrap() }
+    };
+    assert_eq!(claims(take(alice, base, 10).await).len(), 3, "the short window's 3");
+    assert!(matches!(take(alice, base + 999, 1).await, ClaimResult::UserFull));
+    assert_eq!(claims(take(alice, base + 1_000, 10).await).len(), 2, "the long window's 5");
+    assert!(matches!(take(alice, base + 5_000, 1).await, ClaimResult::UserFull), "the long window is full");
+    // The app's 8 in 10 s: bob has 3 of his own, and the app 3 left.
+    assert_eq!(claims(take(bob, base + 5_000, 10).await).len(), 3);
+    assert!(matches!(take(bob, base + 6_000, 10).await, ClaimResult::AppFull));
+    // Ten seconds after alice's first three they leave both of her windows and the app's.
+    assert_eq!(claims(take(alice, base + 10_000, 10).await).len(), 3);
+    let used: i64 = sqlx::query_scalar("select count(*) from attempts").fetch_one(&store.pool).await.unwrap();
+    assert_eq!(used, 11);
 }

@@ -8,6 +8,7 @@
 //! - [`store`]: the only place with SQL — jobs (the queue), attempts (the ledger), imports, accounts.
 //! - [`ingest`]: CSV, X archive and inbox readers → validated targets → batched inserts.
 //! - [`api`]: the X client — OAuth 1.0a signing, requests, outcome classification.
+//! - [`resolve`]: screen names to ids (v2), paced with governor.
 //! - [`schedule`]: when may the next request go — pacing, ledger budgets, pauses. Pure.
 //! - [`worker`]: claim → send → record, two-phase, with the shutdown signal.
 //! - [`logging`]: log flags and set-up; the writer that does not tear the bars.
@@ -23,6 +24,7 @@ pub mod ingest;
 pub mod logging;
 pub mod model;
 pub mod progress;
+pub mod resolve;
 pub mod sandbox;
 pub mod schedule;
 pub mod store;

@@ -172,3 +172,21 @@ impl Budget {
         self.user.iter().chain(&self.app).map(|q| q.window_ms).max().unwrap_or(0)
     }
 }
+
+/// What X said about a screen name (`users.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(rename_all = "snake_case")]
+pub enum UserState {
+    Found,
+    NotFound,
+    Suspended,
+}
+
+/// A screen name resolved: its id when found, and whether the account is protected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedUser {
+    pub username: String,
+    pub user_id: String,
+    pub state: UserState,
+    pub protected: bool,
+}

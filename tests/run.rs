@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use followq::api::Client;
-use followq::config::{Margin, Pace, Settings};
+use followq::config::{Margin, Pace, Settings, Window};
 use followq::ingest::{self, Accounts, Input};
-use followq::sandbox::{Config, Faults, Sandbox, Scripted};
+use followq::sandbox::{Config, Faults, Refusal, Sandbox, Scripted};
 use followq::store::{AttemptResult, AttemptRow, JobState, Store, now_ms};
 use followq::time::Clock;
 use followq::worker::{self, Ending, Silent};
@@ -47,6 +47,32 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("q.db")).await.unwrap();
         Rig { _dir: dir, store, settings, sb, clock }
+    }
+
+    /// A run and a sandbox on one virtual clock, with these windows per account and for the app.
+    async fn windows(accounts: &[&str], user: Vec<Window>, app: Vec<Window>) -> Rig {
+        let day = Duration::from_secs(86_400);
+        let mut rig = Rig::on(Clock::virtual_now(), accounts, 1, 1, day).await;
+        let config = Config {
+            clock: rig.clock.clone(),
+            user_windows: user.clone(),
+            app_windows: app.clone(),
+            ..common::sandbox_config(accounts, 1, 1, day)
+        };
+        rig.sb = Sandbox::start(config, 0).await.unwrap();
+        rig.settings.api.base_url = rig.sb.base_url();
+        (rig.settings.limits.user, rig.settings.limits.app) = (user, app);
+        rig
+    }
+
+    /// The rig in API v2: follows by id, names resolved first. The read pacing is in real time
+    /// (governor's clock), so it is quick here: the sandbox's lookup windows count the virtual
+    /// clock, on which the resolutions of a run all but coincide.
+    fn v2(mut self) -> Rig {
+        self.settings.api.version = followq::config::ApiVersion::V2;
+        self.settings.resolve.per_user = Window { limit: 900, length: Duration::from_secs(9) };
+        self.settings.resolve.per_app = Window { limit: 300, length: Duration::from_secs(3) };
+        self
     }
 
     /// Now on the rig's clock.
@@ -142,6 +168,21 @@ fn numbered(account: &'static str, prefix: &str, n: usize) -> Vec<(&'static str,
 #[tokio::test]
 async fn every_job_ends_as_the_sandbox_dictates() {
     let rig = Rig::new(&["alice", "bob", "carol"], 100, 300, Duration::from_secs(10)).await;
+    every_outcome(rig, 18).await;
+}
+
+/// v2: the same outcomes, and the names X does not know (`x_`) or has suspended (`s_`) end
+/// at resolution, without a follow request: 4 requests per account, not 6.
+#[tokio::test]
+async fn every_job_ends_as_the_sandbox_dictates_in_v2() {
+    let rig = Rig::new(&["alice", "bob", "carol"], 100, 300, Duration::from_secs(10)).await.v2();
+    let st = every_outcome(rig, 12).await;
+    assert_eq!(st.follows_of_unknown, 0);
+    // The three accounts follow the same names: resolved once, for all of them.
+    assert_eq!((st.lookups, st.names_asked_again), (1, 0), "one lookup, each name once");
+}
+
+async fn every_outcome(rig: Rig, requests: u64) -> followq::sandbox::Stats {
     let mut all = Vec::new();
     for a in ["alice", "bob", "carol"] {
         all.extend(rows(a, &["plain_one", "plain_two", "p_locked", "b_blocks", "x_gone", "s_banned"]));
@@ -160,9 +201,10 @@ async fn every_job_ends_as_the_sandbox_dictates() {
     }
     rig.assert_clean().await;
     let st = rig.sb.stats();
-    assert_eq!(st.creates.values().sum::<u64>(), 18, "one request per job, no more");
+    assert_eq!(st.creates.values().sum::<u64>(), requests, "one request per job that needs one, no more");
     assert_eq!(st.follows.values().sum::<u64>(), 9, "two follows and one request each");
-    assert_eq!(rig.log().await.len(), 18);
+    assert_eq!(rig.log().await.len() as u64, requests);
+    st
 }
 
 /// Requests in each full window (from the first send, of the enforced length) as shares of the limit.
@@ -405,9 +447,22 @@ async fn under_faults_with_a_long_margin_every_claim_reaches_the_api_once() {
     fault_case(4343, Duration::from_secs(10), Some("4s")).await;
 }
 
+/// The fault suite in v2: the same faults on `POST /2/users/:id/following`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_faults_in_v2_every_job_finishes_and_requests_match_the_retry_policy() {
+    fault_case_in(4242, Duration::from_secs(10), None, true).await;
+}
+
 async fn fault_case(seed: u64, window: Duration, margin: Option<&str>) {
+    fault_case_in(seed, window, margin, false).await;
+}
+
+async fn fault_case_in(seed: u64, window: Duration, margin: Option<&str>, v2: bool) {
     // Budgets that never bind (100 jobs an account).
     let mut rig = Rig::new(&["alice", "bob", "carol"], 1_000, 2_500, window).await;
+    if v2 {
+        rig = rig.v2();
+    }
     if let Some(m) = margin {
         rig.settings.limits.margin = Margin::Fixed(humantime::parse_duration(m).unwrap());
     }
@@ -577,5 +632,140 @@ async fn the_run_ends_when_its_last_job_is_answered_not_a_pacing_gap_later() {
     let ending = rig.run_with(CancellationToken::new(), Some(rig.now() + 5_000)).await;
     assert_eq!(ending, Ending::Finished, "the run waited for the next slot of an empty queue");
     assert_eq!(rig.outcomes().await[&("alice".to_string(), "only0".to_string())], "followed");
+    rig.assert_clean().await;
+}
+
+fn w(limit: u32, secs: u64) -> Window {
+    Window::new(limit, secs)
+}
+
+/// The shares of `limit` used in each full window of `length` (from the first send) by one
+/// account's requests.
+fn account_shares(log: &[AttemptRow], account: &str, window_ms: i64, limit: u32) -> Vec<f64> {
+    let mine: Vec<AttemptRow> = log.iter().filter(|a| a.account == account).cloned().collect();
+    window_shares(&mine, window_ms, limit)
+}
+
+/// Two windows per account (v2's 50/15m + 400/24h, compressed to 5 per 2 s and 12 per 10 s):
+/// both held in every interval, in both paces, and the binding one (12 per 10 s) used to at
+/// least 98 % over a run of several of its windows.
+#[tokio::test]
+async fn two_windows_per_account_are_both_held_and_the_binding_one_is_used() {
+    for pace in [Pace::Asap, Pace::Spread] {
+        let mut rig = Rig::windows(&["alice", "bob"], vec![w(5, 2), w(12, 10)], vec![w(100, 10)]).await.v2();
+        rig.settings.limits.pace = pace;
+        rig.settings.limits.margin = Margin::Share(0.01);
+        rig.queue(&numbered("alice", "a", 84)).await;
+        rig.queue(&numbered("bob", "b", 84)).await;
+        assert_eq!(rig.run().await, Ending::Finished, "{pace:?}");
+        rig.assert_clean().await;
+        let st = rig.sb.stats();
+        assert_eq!(st.windows.len(), 3, "{st:?}");
+        for wm in &st.windows {
+            for (who, most) in &wm.most {
+                assert!(*most <= wm.limit as u64, "{pace:?}: {who} {most} in one {} window", wm.window);
+            }
+        }
+        let log = rig.log().await;
+        assert_eq!(log.len(), 168);
+        let long = rig.settings.limits.enforced_ms(&rig.settings.limits.user[1]);
+        for who in ["alice", "bob"] {
+            let shares = account_shares(&log, who, long, 12);
+            assert!(shares.len() >= 5, "{pace:?} {who}: {shares:?}");
+            let used: f64 = shares.iter().sum::<f64>() / shares.len() as f64;
+            assert!(used >= 0.98, "{pace:?} {who}: the binding window used {used:.3}: {shares:?}");
+        }
+        // The short window bit in asap: a burst of 5, then a wait of its length (or to X's
+        // `x-rate-limit-reset`, which the fifth answer carried with `remaining: 0`: whole seconds).
+        if pace == Pace::Asap {
+            let short = rig.settings.limits.enforced_ms(&rig.settings.limits.user[0]);
+            let alice: Vec<i64> = log.iter().filter(|a| a.account == "alice").map(|a| a.sent_at).collect();
+            assert!(alice[..5].iter().all(|&t| t == alice[0]), "a burst of 5: {alice:?}");
+            let wait = alice[5] - alice[0];
+            assert!((short..short + 1_000).contains(&wait), "the sixth request waited {wait} ms: {alice:?}");
+        }
+    }
+}
+
+/// A restart keeps both windows: the second run counts the first's requests in each.
+#[tokio::test]
+async fn a_restart_keeps_every_window() {
+    let rig = Rig::windows(&["alice"], vec![w(5, 2), w(12, 10)], vec![w(100, 10)]).await.v2();
+    rig.queue(&numbered("alice", "a", 40)).await;
+    let mut runs = 0;
+    // Runs cut short every 3 s (virtual): each restart must take its windows from the ledger.
+    loop {
+        runs += 1;
+        let ending = rig.run_with(CancellationToken::new(), Some(rig.now() + 3_000)).await;
+        if ending == Ending::Finished {
+            break;
+        }
+        assert!(runs < 30, "no end in sight");
+    }
+    assert!(runs >= 5, "{runs} runs");
+    rig.assert_clean().await;
+    assert_eq!(rig.log().await.len(), 40);
+}
+
+/// Refusals of the app: one request, then the run ends with what to do; every other job stays
+/// queued (even with several request slots), and the reason is kept for `status`.
+#[tokio::test]
+async fn an_app_that_may_not_follow_is_told_so_after_one_request() {
+    for (refusal, says) in [
+        (Refusal::ClientForbidden, "Enterprise plans only"),
+        (Refusal::Code453, "Enterprise plans only"),
+        (Refusal::Credits, "credits"),
+        (Refusal::UsageCapped, "usage cap"),
+    ] {
+        let mut rig = Rig::new(&["alice", "bob"], 100, 300, Duration::from_secs(10)).await.v2();
+        rig.settings.run.concurrency = 4;
+        rig.settings.limits.pace = Pace::Asap;
+        rig.sb.set_refusal(Some(refusal));
+        rig.queue(&numbered("alice", "a", 10)).await;
+        rig.queue(&numbered("bob", "b", 10)).await;
+        let ending = rig.run().await;
+        assert!(matches!(&ending, Ending::AppStopped(why) if why.contains(says)), "{refusal:?}: {ending:?}");
+        let st = rig.sb.stats();
+        assert_eq!((st.creates.values().sum::<u64>(), st.refused), (1, 1), "{refusal:?}: {st:?}");
+        let out = rig.outcomes().await;
+        assert_eq!(out.values().filter(|o| *o == "queued").count(), 20, "{refusal:?}: every job still queued");
+        let (why, _) = rig.store.app_stopped().await.unwrap().expect("the reason is kept");
+        assert!(why.contains(says), "{why}");
+        assert_eq!(rig.store.open_attempts().await.unwrap(), 0);
+        // Once the plan allows it, the next run clears the reason and does the work.
+        rig.sb.set_refusal(None);
+        assert_eq!(rig.run().await, Ending::Finished);
+        assert!(rig.store.app_stopped().await.unwrap().is_none());
+        assert!(rig.outcomes().await.values().all(|o| o == "followed"));
+    }
+    // v1.1's 453 stops a v1.1 run alike.
+    let rig = Rig::new(&["alice"], 100, 300, Duration::from_secs(10)).await;
+    rig.sb.set_refusal(Some(Refusal::Code453));
+    rig.queue(&numbered("alice", "a", 5)).await;
+    assert!(matches!(rig.run().await, Ending::AppStopped(why) if why.contains("since 2026-04-20")));
+    assert_eq!(rig.log().await.len(), 1);
+}
+
+/// Names are resolved in batches of at most 100, just ahead of the follows, each once across
+/// restarts; jobs imported by id are not resolved.
+#[tokio::test]
+async fn usernames_are_resolved_in_batches_once_across_restarts() {
+    let rig = Rig::new(&["alice"], 1_000, 1_000, Duration::from_secs(10)).await.v2();
+    let mut names = numbered("alice", "n", 250);
+    names.extend((0..5).map(|i| ("alice", format!("x_{i}"))));
+    rig.queue(&names).await;
+    // A short first run: resolution stays just ahead of it (a batch, not all 250 names).
+    let first = rig.run_with(CancellationToken::new(), Some(rig.now() + 500)).await;
+    assert_eq!(first, Ending::Stopped);
+    let after_first = rig.sb.stats();
+    assert!(after_first.lookups <= 2, "{after_first:?}");
+    assert_eq!(rig.run().await, Ending::Finished);
+    let st = rig.sb.stats();
+    assert_eq!(st.lookups, 3, "255 names: three batches");
+    assert_eq!(st.lookup_most_names, 100);
+    assert_eq!(st.names_asked_again, 0, "a name resolved twice");
+    assert_eq!((st.follows_of_unknown, st.creates.values().sum::<u64>()), (0, 250));
+    assert_eq!(rig.outcomes().await.values().filter(|o| *o == "not_found").count(), 5);
+    assert_eq!(rig.store.resolved("n7").await.unwrap().map(|r| r.1), Some(followq::model::UserState::Found));
     rig.assert_clean().await;
 }

@@ -9,12 +9,24 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use reqwest::header::{AUTHORIZATION, DATE, HeaderMap};
 
-use crate::config::{Account, Settings};
-use crate::model::TargetKind;
+use crate::config::{Account, ApiVersion, Settings};
+use crate::model::{ResolvedUser, TargetKind, UserState};
 use crate::time::Clock;
 
-/// The bodies kept from an answer are cut to this size: enough to see what went wrong.
-const MAX_BODY: usize = 4096;
+/// The most of an answer's body that is read (a guard: X's largest, 100 users, is ~20 kB).
+const MAX_BODY: usize = 1 << 20;
+
+/// The bodies kept in the ledger are cut to this size: enough to see what went wrong.
+pub const MAX_KEPT: usize = 4096;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub fn truncated(s: &str, max: usize) -> &str {
+    let mut cut = s.len().min(max);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
 
 /// A transport failure: the request may or may not have reached X.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +37,15 @@ pub enum Error {
     Connect(String),
     #[error("request: {0}")]
     Other(String),
+}
+
+/// What a follow is sent to: a screen name or an id (v2: always an id), and v1.1's
+/// notifications flag.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub kind: TargetKind,
+    pub value: &'a str,
+    pub notify: bool,
 }
 
 /// An answer from X.
@@ -44,6 +65,7 @@ pub struct Response {
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
+    version: ApiVersion,
     consumer_key: String,
     consumer_secret: crate::config::Secret,
     timeout: Duration,
@@ -90,6 +112,7 @@ impl Client {
         Ok(Client {
             http,
             base_url: settings.api.base_url.clone(),
+            version: settings.api.version,
             consumer_key: settings.app.consumer_key.clone(),
             consumer_secret: settings.app.consumer_secret.clone(),
             timeout: settings.api.timeout,
@@ -114,40 +137,64 @@ impl Client {
         (local + self.clock_offset()).max(1) as u64
     }
 
-    /// POST friendships/create for one target.
-    pub async fn follow(
-        &self,
-        account: &Account,
-        kind: TargetKind,
-        target: &str,
-        notify: bool,
-    ) -> Result<Response, Error> {
-        let mut params = vec![(kind.as_str(), target)];
-        if notify {
-            params.push(("follow", "true"));
+    /// The API version this client speaks.
+    pub fn version(&self) -> ApiVersion {
+        self.version
+    }
+
+    /// One follow. v1.1: `POST friendships/create` by screen name or id (`notify` turns on
+    /// notifications). v2: `POST /2/users/{source_id}/following` with `{"target_user_id": …}`:
+    /// `target` must be an id (screen names are resolved first) and v2 has no notifications flag.
+    pub async fn follow(&self, account: &Account, source_id: &str, target: Target<'_>) -> Result<Response, Error> {
+        match self.version {
+            ApiVersion::V1_1 => {
+                let mut params = vec![(target.kind.as_str(), target.value)];
+                if target.notify {
+                    params.push(("follow", "true"));
+                }
+                self.send("POST", "/1.1/friendships/create.json", &params, None, account).await
+            }
+            ApiVersion::V2 => {
+                let body = serde_json::json!({ "target_user_id": target.value }).to_string();
+                let path = format!("/2/users/{source_id}/following");
+                self.send("POST", &path, &[], Some(body), account).await
+            }
         }
-        self.send("POST", "/1.1/friendships/create.json", &params, account).await
+    }
+
+    /// `GET /2/users/me`: who the account is (its id is the path of its v2 follows).
+    pub async fn me(&self, account: &Account) -> Result<Response, Error> {
+        self.send("GET", "/2/users/me", &[], None, account).await
+    }
+
+    /// `GET /2/users/by` for up to 100 usernames: their ids, and whether each is protected.
+    pub async fn users_by(&self, account: &Account, names: &[String]) -> Result<Response, Error> {
+        let joined = names.join(",");
+        self.send("GET", "/2/users/by", &[("usernames", &joined), ("user.fields", "protected")], None, account).await
     }
 
     /// GET friendships/lookup for up to 100 targets of one kind.
     pub async fn lookup(&self, account: &Account, kind: TargetKind, targets: &[String]) -> Result<Response, Error> {
         let joined = targets.join(",");
-        self.send("GET", "/1.1/friendships/lookup.json", &[(kind.as_str(), &joined)], account).await
+        self.send("GET", "/1.1/friendships/lookup.json", &[(kind.as_str(), &joined)], None, account).await
     }
 
     /// GET account/verify_credentials: does X accept this account's token?
     pub async fn verify_credentials(&self, account: &Account) -> Result<Response, Error> {
-        self.send("GET", "/1.1/account/verify_credentials.json", &[("skip_status", "true")], account).await
+        self.send("GET", "/1.1/account/verify_credentials.json", &[("skip_status", "true")], None, account).await
     }
 
+    /// One signed request: `params` in the query string (and the signature); `json`, when
+    /// given, as the body (which OAuth 1.0a does not sign).
     async fn send(
         &self,
         method: &str,
         path: &str,
         params: &[(&str, &str)],
+        json: Option<String>,
         account: &Account,
     ) -> Result<Response, Error> {
-        within_running_time(self.timeout, self.send_unbounded(method, path, params, account))
+        within_running_time(self.timeout, self.send_unbounded(method, path, params, json, account))
             .await
             .unwrap_or(Err(Error::Timeout(self.timeout)))
     }
@@ -157,6 +204,7 @@ impl Client {
         method: &str,
         path: &str,
         params: &[(&str, &str)],
+        json: Option<String>,
         account: &Account,
     ) -> Result<Response, Error> {
         let url = format!("{}{}", self.base_url, path);
@@ -168,23 +216,19 @@ impl Client {
         };
         let auth = oauth::authorization(method, &url, params, keys, self.timestamp(), None);
         // The parameters go in the query string, encoded exactly as they were signed.
-        let full = format!("{url}?{}", oauth::query_string(params));
-        let req = match method {
+        let full = if params.is_empty() { url } else { format!("{url}?{}", oauth::query_string(params)) };
+        let mut req = match method {
             "POST" => self.http.post(full),
             _ => self.http.get(full),
         };
+        if let Some(body) = json {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        }
         let resp = req.header(AUTHORIZATION, auth).send().await.map_err(|e| self.transport(e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
-        let mut body = String::from_utf8_lossy(&bytes).into_owned();
-        if body.len() > MAX_BODY {
-            let mut cut = MAX_BODY;
-            while !body.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            body.truncate(cut);
-        }
+        let body = truncated(&String::from_utf8_lossy(&bytes), MAX_BODY).to_string();
         Ok(Response {
             status,
             body,
@@ -205,6 +249,57 @@ impl Client {
             Error::Other(format!("{e}"))
         }
     }
+}
+
+/// What `GET /2/users/by` said about each of `asked`: found (id, protected), suspended, or not
+/// known to X. A name in neither `data` nor `errors` is taken as not known. None when the body
+/// is not a users answer at all.
+pub fn parse_users(body: &str, asked: &[String]) -> Option<Vec<ResolvedUser>> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    if v.get("data").is_none() && v.get("errors").is_none() {
+        return None;
+    }
+    let text = |u: &serde_json::Value, k: &str| u.get(k).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+    let mut out: Vec<ResolvedUser> = Vec::new();
+    for u in v.get("data").and_then(serde_json::Value::as_array).into_iter().flatten() {
+        let (id, username) = (text(u, "id"), text(u, "username"));
+        if id.is_empty() || username.is_empty() {
+            continue;
+        }
+        let protected = u.get("protected").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        out.push(ResolvedUser { username, user_id: id, state: UserState::Found, protected });
+    }
+    for e in v.get("errors").and_then(serde_json::Value::as_array).into_iter().flatten() {
+        let value = text(e, "value");
+        if value.is_empty() || out.iter().any(|u| u.username.eq_ignore_ascii_case(&value)) {
+            continue;
+        }
+        let suspended = text(e, "detail").to_ascii_lowercase().contains("suspended");
+        let state = if suspended { UserState::Suspended } else { UserState::NotFound };
+        out.push(ResolvedUser { username: value, user_id: String::new(), state, protected: false });
+    }
+    for name in asked {
+        if !out.iter().any(|u| u.username.eq_ignore_ascii_case(name)) {
+            out.push(ResolvedUser {
+                username: name.clone(),
+                user_id: String::new(),
+                state: UserState::NotFound,
+                protected: false,
+            });
+        }
+    }
+    // Only what was asked: a name X sent back in another case is kept as it was asked.
+    out.retain(|u| asked.iter().any(|a| a.eq_ignore_ascii_case(&u.username)));
+    Some(out)
+}
+
+/// `GET /2/users/me`'s id and username.
+pub fn parse_me(body: &str) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let data = v.get("data")?;
+    let id = data.get("id")?.as_str()?.to_string();
+    let username = data.get("username").and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+    (!id.is_empty()).then_some((id, username))
 }
 
 /// How often [`within_running_time`] counts the time that passed, at most: a quarter of its
@@ -258,6 +353,31 @@ fn header_date(h: &HeaderMap) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_users_answer_tells_found_suspended_and_unknown_names_apart() {
+        let body = r#"{"data":[{"id":"12","username":"Alice","protected":true},{"id":"13","username":"bob"}],
+            "errors":[{"value":"s_gone","detail":"User has been suspended: [s_gone].","title":"Forbidden",
+                       "resource_type":"user","parameter":"usernames","type":"https://api.x.com/2/problems/resource-not-found"},
+                      {"value":"x_nobody","detail":"Could not find user with usernames: [x_nobody].",
+                       "type":"https://api.twitter.com/2/problems/resource-not-found"}]}"#;
+        let asked: Vec<String> = ["alice", "bob", "s_gone", "x_nobody", "silent"].map(String::from).to_vec();
+        let got = parse_users(body, &asked).unwrap();
+        let state = |n: &str| {
+            got.iter().find(|u| u.username.eq_ignore_ascii_case(n)).map(|u| (u.state, u.user_id.clone(), u.protected))
+        };
+        assert_eq!(state("alice"), Some((UserState::Found, "12".into(), true)));
+        assert_eq!(state("bob"), Some((UserState::Found, "13".into(), false)));
+        assert_eq!(state("s_gone").map(|s| s.0), Some(UserState::Suspended));
+        assert_eq!(state("x_nobody").map(|s| s.0), Some(UserState::NotFound));
+        assert_eq!(state("silent").map(|s| s.0), Some(UserState::NotFound), "in neither list");
+        assert_eq!(got.len(), 5);
+        assert!(parse_users("<html>", &asked).is_none());
+        assert_eq!(
+            parse_me(r#"{"data":{"id":"99","name":"A","username":"a_real"}}"#),
+            Some(("99".into(), "a_real".into()))
+        );
+    }
 
     /// A stall of the whole runtime stands in for SIGSTOP: the answer arrives (on another
     /// thread) while nothing runs, and is read after, not taken for a time-out.

@@ -55,7 +55,8 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let mut settings = demo_settings(&["alice", "bob", "carol"]);
     let factor = 86_400.0 / args.window.as_secs_f64();
     // Every window of the profile compressed alike (24 h → 24 s, 15 m → 0.25 s).
-    for w in settings.limits.user.iter_mut().chain(settings.limits.app.iter_mut()) {
+    let resolve = [&mut settings.resolve.per_user, &mut settings.resolve.per_app];
+    for w in settings.limits.user.iter_mut().chain(settings.limits.app.iter_mut()).chain(resolve) {
         w.length = w.length.div_f64(factor);
     }
     let window = human_ms(args.window.as_millis() as i64);
@@ -133,6 +134,13 @@ pub async fn run(_ctx: &Context, args: Args) -> anyhow::Result<u8> {
     crate::outln!("  create requests {} | by status {:?}", st.creates.values().sum::<u64>(), st.by_status);
     crate::outln!("    (status 0: no HTTP answer at all — the connections the sandbox dropped on purpose)");
     crate::outln!("  faults injected {:?}", st.faults);
+    crate::outln!(
+        "  username lookups {} (at most {} names each) | names asked again {} | follows of unknown or suspended names {}",
+        st.lookups,
+        st.lookup_most_names,
+        st.names_asked_again,
+        st.follows_of_unknown
+    );
     for w in &st.windows {
         crate::outln!("  most requests in any {} {} window: {:?} (limit {})", w.scope, w.window, w.most, w.limit);
     }

@@ -26,6 +26,8 @@ pub fn config_from(settings: &Settings) -> (Config, bool) {
     let mut c = Config {
         user_windows: settings.limits.user.clone(),
         app_windows: settings.limits.app.clone(),
+        lookup_user_window: settings.resolve.per_user,
+        lookup_app_window: settings.resolve.per_app,
         ..Config::default()
     };
     let from_config = !settings.app.consumer_key.is_empty() && settings.accounts.iter().any(|a| !a.token.is_empty());

@@ -293,12 +293,8 @@ pub fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         r.profile
     )?;
     if r.app.windows.len() > 1 || r.accounts.iter().any(|a| a.windows.len() > 1) {
-        let uses = |ws: &[WindowUse]| {
-            ws.iter()
-                .map(|w| format!("{}/{} in {}", w.used, w.limit, human_ms(w.window_ms)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let uses =
+            |ws: &[WindowUse]| ws.iter().map(|w| format!("{} of {}", w.used, w.window)).collect::<Vec<_>>().join(", ");
         writeln!(out, "\nwindows:")?;
         for a in &r.accounts {
             writeln!(out, "  {:<14} {}", a.name, uses(&a.windows))?;

@@ -116,6 +116,14 @@ pub struct RetrySettings {
     pub max: Duration,
 }
 
+/// The `[resolve]` section: `GET /2/users/by`'s own budget (X's published 900 per 15 minutes per
+/// account, 300 per app), paced with governor: a read's budget need not survive a restart.
+#[derive(Debug, Clone)]
+pub struct ResolveSettings {
+    pub per_user: Window,
+    pub per_app: Window,
+}
+
 /// The `[run]` section.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -138,6 +146,7 @@ pub struct Settings {
     pub app: AppSettings,
     pub limits: Limits,
     pub retry: RetrySettings,
+    pub resolve: ResolveSettings,
     pub run: RunSettings,
     pub accounts: Vec<Account>,
     /// The spool folder `import` (no file) and `run --watch` read.
@@ -157,6 +166,7 @@ impl Default for Settings {
             app: AppSettings::default(),
             limits: Limits::of_profile(Profile::V2),
             retry: RetrySettings { max_attempts: 5, base: Duration::from_secs(2), max: Duration::from_secs(300) },
+            resolve: ResolveSettings { per_user: Window::new(900, 900), per_app: Window::new(300, 900) },
             run: RunSettings { concurrency: 1 },
             accounts: Vec::new(),
             inbox: PathBuf::from("jobs/inbox"),
@@ -193,6 +203,8 @@ struct RawFile {
     limits: RawLimits,
     #[serde(default)]
     retry: RawRetry,
+    #[serde(default)]
+    resolve: RawResolve,
     #[serde(default)]
     run: RawRun,
     #[serde(default)]
@@ -234,6 +246,13 @@ struct RawRetry {
     max_attempts: Option<u32>,
     base: Option<String>,
     max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResolve {
+    per_user: Option<String>,
+    per_app: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -362,6 +381,12 @@ fn merge(raw: RawFile, env: &HashMap<String, String>) -> Result<Settings, Config
     }
     if let Some(v) = e(&["FOLLOWQ_RETRY_MAX"]).or(raw.retry.max) {
         s.retry.max = duration("retry.max", &v)?;
+    }
+    if let Some(v) = e(&["FOLLOWQ_RESOLVE_PER_USER"]).or(raw.resolve.per_user) {
+        s.resolve.per_user = Window::parse("resolve.per_user", &v)?;
+    }
+    if let Some(v) = e(&["FOLLOWQ_RESOLVE_PER_APP"]).or(raw.resolve.per_app) {
+        s.resolve.per_app = Window::parse("resolve.per_app", &v)?;
     }
     if let Some(v) = e(&["FOLLOWQ_RUN_CONCURRENCY"]) {
         s.run.concurrency = number("run.concurrency", &v)?;

@@ -33,6 +33,10 @@ max_attempts = 5                       # then the job ends 'failed'; `followq re
 base = "2s"                            # first backoff, doubled each time, with jitter
 max = "5m"
 
+[resolve]                              # GET /2/users/by (v2): usernames to ids, 100 a request
+per_user = "900/15m"                   # X's published read limits; a restart forgets this pacing,
+per_app = "300/15m"                    # which is fine for a read (a 429 only costs a wait)
+
 [run]
 concurrency = 1                        # requests in flight at once (a crash can leave this many unanswered)
 

@@ -95,6 +95,11 @@ impl Rolling {
         before
     }
 
+    /// Requests inside the window that ends at `now`.
+    pub fn used(&self, now: i64, window: i64) -> usize {
+        self.times.len() - self.times.partition_point(|&t| t <= now - window)
+    }
+
     /// When the window next has room below `limit` (ms).
     pub fn frees_at(&self, limit: u32, window: i64) -> i64 {
         let n = self.times.len();

@@ -35,6 +35,32 @@ pub struct Scripted {
     pub code: i64,
 }
 
+/// An answer the sandbox gives every follow, whatever the target: how X refuses an app that
+/// may not follow, so that followq's handling of each can be tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 403 code 453: "You currently have access to a subset of X API V2 endpoints…".
+    Code453,
+    /// 403 problem `client-forbidden`.
+    ClientForbidden,
+    /// 402 `CreditsDepleted`.
+    Credits,
+    /// 429 problem `usage-capped`.
+    UsageCapped,
+}
+
+impl Refusal {
+    pub fn parse(s: &str) -> Result<Refusal, String> {
+        match s {
+            "453" => Ok(Refusal::Code453),
+            "client-forbidden" => Ok(Refusal::ClientForbidden),
+            "402" | "credits" => Ok(Refusal::Credits),
+            "usage-capped" => Ok(Refusal::UsageCapped),
+            other => Err(format!("'{other}': expected 453, client-forbidden, 402 or usage-capped")),
+        }
+    }
+}
+
 /// The sandbox's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -46,6 +72,11 @@ pub struct Config {
     /// account's together); a request into a full one is a violation, answered 429.
     pub user_windows: Vec<Window>,
     pub app_windows: Vec<Window>,
+    /// `GET /2/users/by`'s windows, per account and for the app (X: 900 and 300 per 15 minutes).
+    pub lookup_user_window: Window,
+    pub lookup_app_window: Window,
+    /// When set, every follow is answered with this refusal.
+    pub refuse: Option<Refusal>,
     /// Requests that arrive this much inside the window's edge are still let through (latency).
     pub grace: Duration,
     /// Seconds added to the sandbox's clock (to exercise clock-skew handling).
@@ -69,6 +100,9 @@ impl Default for Config {
             tokens: HashMap::new(),
             user_windows: vec![Window::new(400, 86_400)],
             app_windows: vec![Window::new(1000, 86_400)],
+            lookup_user_window: Window::new(900, 900),
+            lookup_app_window: Window::new(300, 900),
+            refuse: None,
             grace: Duration::from_millis(100),
             clock_offset: 0,
             already_200_ratio: 0.5,
@@ -142,6 +176,11 @@ impl Sandbox {
         self.world.lock().unwrap_or_else(|p| p.into_inner()).clear_script(token);
     }
 
+    /// Answers every follow with `refusal` from now on (None: as usual again).
+    pub fn set_refusal(&self, refusal: Option<Refusal>) {
+        self.world.lock().unwrap_or_else(|p| p.into_inner()).config.refuse = refusal;
+    }
+
     /// Changes the fault rates.
     pub fn set_faults(&self, faults: Faults) {
         self.world.lock().unwrap_or_else(|p| p.into_inner()).set_faults(faults);
@@ -171,6 +210,7 @@ async fn api_handler(
         path: uri.path().to_string(),
         query: uri.query().unwrap_or("").to_string(),
         form: if is_form { String::from_utf8_lossy(&body).into_owned() } else { String::new() },
+        json: if is_form { String::new() } else { String::from_utf8_lossy(&body).into_owned() },
         authorization: headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).map(str::to_string),
     };
     let reply = world.lock().unwrap_or_else(|p| p.into_inner()).handle(&request);

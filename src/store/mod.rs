@@ -69,6 +69,9 @@ pub struct AccountRow {
     pub pause_reason: String,
     pub stopped_reason: String,
     pub pace_factor: f64,
+    /// The account's id on X, once `GET /2/users/me` told it ('' before).
+    pub x_user_id: String,
+    pub x_username: String,
 }
 
 /// A job claimed for one request: the attempt row exists and counts against both budgets.
@@ -79,6 +82,8 @@ pub struct Claim {
     pub account_id: i64,
     pub kind: TargetKind,
     pub target: String,
+    /// The target's X id when it is named by a screen name that was resolved (v2 follows by id).
+    pub resolved: Option<String>,
     pub notify: bool,
     pub sent_at: i64,
     /// Transient failures this job already had.
@@ -214,6 +219,8 @@ pub struct Ask<'a> {
     pub account_id: i64,
     pub budget: &'a Budget,
     pub want: usize,
+    /// Only jobs whose target has an id: named by one, or by a screen name resolved to one (v2).
+    pub ids_only: bool,
 }
 
 /// How many of an account's jobs are in one state, with one outcome (for status).

@@ -16,7 +16,8 @@ use tracing::{debug, info, warn};
 
 use crate::api::Client;
 use crate::api::classify::{Outcome, Verdict};
-use crate::config::{Account, Settings};
+use crate::config::{Account, ApiVersion, Settings};
+use crate::resolve::{Resolver, Step};
 use crate::schedule::{Decision, Limits, Scheduler};
 use crate::store::{Ask, Budget, ClaimResult, RECORD_BATCH, Record, RecordAccount, RecordJob, Store, Written};
 use crate::text::printable;
@@ -135,6 +136,14 @@ struct Dispatcher<'a> {
     out: HashMap<i64, BTreeMap<i64, i64>>,
     /// When the last claim was made (see [`GATHER`]).
     last_claim: std::time::Instant,
+    /// v2: each account's own X id, the path of its follows.
+    sources: HashMap<i64, String>,
+    /// v2: screen names resolved ahead of the follows that need them.
+    resolver: Option<Resolver>,
+    /// Until X has answered one follow with something other than a refusal of the app (or a
+    /// transport failure), one request at a time: a plan that cannot follow is told so after
+    /// one request, not after a slot-full of them.
+    probing: bool,
 }
 
 /// Works the queue off until it is empty, stopped, or blocked.
@@ -171,12 +180,21 @@ pub async fn work_off(
     observer: &mut dyn Observer,
 ) -> anyhow::Result<Ending> {
     let clock = opts.clock.clone();
+    if let Some((why, at)) = store.app_stopped().await? {
+        warn!(since = %local_time(at), reason = %why, "the last run ended because X refused the app; trying once more");
+        store.clear_app_stop().await?;
+    }
     let sched = load(store, settings, clock.now_ms(), opts.seed).await?;
-    let accounts = sched
+    let accounts: HashMap<i64, Arc<Account>> = sched
         .accounts()
         .iter()
         .filter_map(|a| settings.account(&a.name).map(|c| (a.id, Arc::new(c.clone()))))
         .collect();
+    let v2 = client.version() == ApiVersion::V2;
+    // Accounts X told its id before (GET /2/users/me); the others ask when they first send.
+    let sources: HashMap<i64, String> =
+        store.accounts().await?.into_iter().filter(|a| !a.x_user_id.is_empty()).map(|a| (a.id, a.x_user_id)).collect();
+    let resolver = v2.then(|| Resolver::new(&settings.resolve.per_user, &settings.resolve.per_app));
     let limits = &settings.limits;
     let budget = Limits::of(limits).budget;
     let mut d = Dispatcher {
@@ -192,6 +210,9 @@ pub async fn work_off(
         answered: Vec::new(),
         out: HashMap::new(),
         last_claim: std::time::Instant::now(),
+        sources,
+        resolver,
+        probing: true,
     };
     let ending = d.work(&shutdown, &opts, observer).await;
     // Stop sending; let the requests that are out come back and be recorded. Each is bounded
@@ -216,6 +237,9 @@ pub async fn work_off(
     observer.update(&view, true);
     let ending = ending?;
     last?;
+    if let Ending::AppStopped(why) = &ending {
+        store.stop_app(why, d.clock.now_ms()).await?;
+    }
     Ok(ending)
 }
 
@@ -354,6 +378,10 @@ impl Dispatcher<'_> {
                 warn!(attempt_id = record.attempt_id, "an answer for an attempt that already had one was ignored");
                 continue;
             }
+            // X answered about the follow itself: the app may follow; the probe is over.
+            if !matches!(verdict, Verdict::AppStopped(_) | Verdict::Transient(_) | Verdict::ClockSkew) {
+                self.probing = false;
+            }
             if let Some(e) = absorb(&mut self.sched, &mut self.outcomes, record, verdict, self.client, &self.clock) {
                 ending = Some(e);
             }
@@ -361,10 +389,78 @@ impl Dispatcher<'_> {
         ending
     }
 
+    /// v2: the account's own X id (the path of its follows), asked of `GET /2/users/me` once, the
+    /// first time it sends, and kept in the database. A token X refuses stops the account; an
+    /// app X refuses ends the run before any follow; a failure waits a back-off.
+    async fn identify(&mut self, id: i64, now: i64) -> anyhow::Result<Option<Ending>> {
+        if self.resolver.is_none() || self.sources.contains_key(&id) {
+            return Ok(None);
+        }
+        let Some(account) = self.accounts.get(&id).cloned() else { return Ok(None) };
+        let resp = match self.client.me(&account).await {
+            Ok(r) => r,
+            Err(e) => {
+                let why = format!("GET /2/users/me failed ({e}); trying again shortly");
+                warn!(account = %account.name, reason = %why, "account waits");
+                self.sched.paused(id, now + self.settings.retry.base.as_millis() as i64, &why, None);
+                return Ok(None);
+            }
+        };
+        if let (200..=299, Some((x_id, username))) = (resp.status, crate::api::parse_me(&resp.body)) {
+            info!(account = %account.name, x_username = %username, x_id = %x_id, "account identified (GET /2/users/me)");
+            self.store.set_identity(id, &x_id, &username).await?;
+            self.sources.insert(id, x_id);
+            return Ok(None);
+        }
+        match crate::api::classify::classify_v2(resp.status, &resp.body, resp.rl_reset).0 {
+            Verdict::AppStopped(why) => return Ok(Some(Ending::AppStopped(why))),
+            Verdict::AccountStopped(why) => {
+                warn!(account = %account.name, reason = %why, "account stopped");
+                self.store.stop_account(id, &why).await?;
+                self.sched.stopped(id, &why);
+            }
+            other => {
+                let why = format!("GET /2/users/me answered HTTP {} ({other:?}); trying again shortly", resp.status);
+                warn!(account = %account.name, reason = %why, "account waits");
+                self.sched.paused(id, now + self.settings.retry.max.as_millis() as i64, &why, None);
+            }
+        }
+        Ok(None)
+    }
+
+    /// v2: resolves the account's next usernames if the follows about to go need them. Jobs
+    /// whose names X does not know (or has suspended) end here, without a follow request.
+    async fn resolve_ahead(&mut self, id: i64) -> anyhow::Result<Option<Ending>> {
+        let (Some(resolver), Some(account)) = (self.resolver.as_mut(), self.accounts.get(&id)) else {
+            return Ok(None);
+        };
+        match resolver.step(self.store, self.client, &self.clock, id, account).await? {
+            Step::Nothing | Step::Paused(_) => {}
+            Step::Resolved { ended, .. } => {
+                for (account_id, outcome) in &ended {
+                    *self.outcomes.entry(*account_id).or_default().entry(outcome.as_str()).or_default() += 1;
+                }
+                if !ended.is_empty() {
+                    refresh_queue(self.store, &mut self.sched, self.clock.now_ms()).await?;
+                }
+            }
+            Step::AccountStopped(why) => {
+                warn!(account = %account.name, reason = %why, "account stopped");
+                self.store.stop_account(id, &why).await?;
+                self.sched.stopped(id, &why);
+            }
+            Step::AppStopped(why) => return Ok(Some(Ending::AppStopped(why))),
+        }
+        Ok(None)
+    }
+
     /// True when a claim may go now: a slot is free, and either every slot is, or the last claim
     /// was [`GATHER`] ago or more.
     fn may_claim(&self) -> bool {
         let free = self.free_slots();
+        if self.probing && !self.requests.is_empty() {
+            return false;
+        }
         free > 0 && (free == self.settings.run.concurrency || self.last_claim.elapsed() >= GATHER)
     }
 
@@ -382,9 +478,21 @@ impl Dispatcher<'_> {
     /// transaction with the answers back; then each request on its own task. Returns an ending
     /// if one of the answers stops the run.
     async fn dispatch(&mut self, id: i64, now: i64) -> anyhow::Result<Option<Ending>> {
-        let want = self.sched.burst(id, now, self.free_slots());
+        if let Some(e) = self.identify(id, now).await? {
+            return Ok(Some(e));
+        }
+        if let Some(e) = self.resolve_ahead(id).await? {
+            return Ok(Some(e));
+        }
+        // Stopped or paused by identifying or resolving: the scheduler decides again.
+        if self.sched.account(id).is_some_and(|a| a.stopped.is_some() || a.paused_until > now)
+            || (self.resolver.is_some() && !self.sources.contains_key(&id))
+        {
+            return Ok(None);
+        }
+        let want = if self.probing { 1 } else { self.sched.burst(id, now, self.free_slots()) };
         let (records, verdicts) = self.take_answers();
-        let ask = Ask { account_id: id, budget: &self.budget, want };
+        let ask = Ask { account_id: id, budget: &self.budget, want, ids_only: self.resolver.is_some() };
         let (written, claimed) = self.store.record_and_claim(&records, &self.clock, ask).await?;
         self.last_claim = std::time::Instant::now();
         let ending = self.absorb_all(records, verdicts, written);
@@ -415,13 +523,18 @@ impl Dispatcher<'_> {
                     debug!(account = %account.name, job_id = claim.job_id, attempt_id = claim.attempt_id, "sending");
                     out.insert(claim.attempt_id, claim.sent_at);
                     let (ctx, account, hold) = (ctx.clone(), account.clone(), self.clock.hold());
+                    let source = self.sources.get(&id).cloned().unwrap_or_default();
                     self.requests.spawn(async move {
-                        let (record, verdict) = ctx.attempt(&account, &claim).await;
+                        let (record, verdict) = ctx.attempt(&account, &source, &claim).await;
                         Done { record, verdict, _hold: hold }
                     });
                 }
             }
-            ClaimResult::NoJob => sched.nothing_ready(id, store.next_ready_at(id).await?),
+            // Names not resolved yet wait for reads to go again, not the next turn.
+            ClaimResult::NoJob => match self.resolver.as_ref().and_then(|r| r.paused(now)) {
+                Some(t) => sched.nothing_ready(id, Some(t)),
+                None => sched.nothing_ready(id, store.next_ready_at(id).await?),
+            },
             // Paused or stopped from outside this run (`followq accounts`, another process).
             ClaimResult::Paused { until, reason } => sched.paused(id, until, &reason, None),
             ClaimResult::Stopped(reason) => sched.stopped(id, &reason),

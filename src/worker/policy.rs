@@ -7,6 +7,7 @@ use rand::Rng;
 use crate::api::classify::{self, Outcome, Verdict};
 use crate::api::{self, Client};
 use crate::config::Account;
+use crate::model::TargetKind;
 use crate::store::{Claim, Record, RecordAccount, RecordJob};
 use crate::time::Clock;
 
@@ -29,9 +30,17 @@ pub(super) struct TaskCtx {
 }
 
 impl TaskCtx {
-    /// Sends one request and works out what its answer means; the dispatcher records it.
-    pub(super) async fn attempt(&self, account: &Account, claim: &Claim) -> (Record, Verdict) {
-        let result = self.client.follow(account, claim.kind, &claim.target, claim.notify).await;
+    /// Sends one request (from `source_id`, the account's X id, in v2) and works out what its
+    /// answer means; the dispatcher records it.
+    pub(super) async fn attempt(&self, account: &Account, source_id: &str, claim: &Claim) -> (Record, Verdict) {
+        // v2 follows by id: a job named by a screen name goes by the id it was resolved to (the
+        // claim takes no other in v2).
+        let (kind, value) = match &claim.resolved {
+            Some(id) => (TargetKind::UserId, id.as_str()),
+            None => (claim.kind, claim.target.as_str()),
+        };
+        let target = api::Target { kind, value, notify: claim.notify };
+        let result = self.client.follow(account, source_id, target).await;
         let (verdict, record) = self.decide(claim, result, self.clock.now_ms());
         (record, verdict)
     }
@@ -45,7 +54,8 @@ impl TaskCtx {
                 Verdict::Transient(e.to_string())
             }
             Ok(resp) => {
-                let (verdict, err) = classify::classify(resp.status, &resp.body, resp.rl_reset);
+                let (verdict, err) =
+                    classify::classify_for(self.client.version(), resp.status, &resp.body, resp.rl_reset);
                 rec.http_status = Some(resp.status as i64);
                 rec.error_code = err.code;
                 rec.message = err.message;
@@ -54,7 +64,7 @@ impl TaskCtx {
                 rec.rl_reset = resp.rl_reset;
                 // An answer that fits no known shape is kept whole, not guessed at.
                 if !err.recognised && !(200..300).contains(&resp.status) || verdict == Verdict::Done(Outcome::Refused) {
-                    rec.body = resp.body.clone();
+                    rec.body = api::truncated(&resp.body, api::MAX_KEPT).to_string();
                 }
                 if verdict == Verdict::ClockSkew
                     && let Some(date) = resp.date
@@ -139,13 +149,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::model::TargetKind;
 
     const NOW: i64 = 1_800_000_000_000;
     const HOUR: i64 = 3_600_000;
 
     fn ctx() -> TaskCtx {
         let mut settings = crate::config::Settings::default();
+        // v1.1's answers (codes 161, 226, 135): the policy is the same for v2's.
+        settings.api.version = crate::config::ApiVersion::V1_1;
         settings.retry.base = Duration::from_secs(2);
         settings.retry.max = Duration::from_secs(300);
         settings.retry.max_attempts = 5;
@@ -166,6 +177,7 @@ mod tests {
             account_id: 1,
             kind: TargetKind::ScreenName,
             target: "bob".into(),
+            resolved: None,
             notify: false,
             sent_at: NOW - 500,
             failures,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use followq::config::{Account, Limits, Margin, Secret, Settings, Window};
+use followq::config::{Account, ApiVersion, Limits, Margin, Secret, Settings, Window};
 use followq::sandbox::{Config, Sandbox};
 
 pub const CONSUMER_KEY: &str = "ck-test";
@@ -74,6 +74,14 @@ impl Env {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// Sets `[api] version` ("2" is the default; "1.1" for v1.1's own behaviour).
+    pub fn set_api_version(&self, version: &str) {
+        let path = self.path("followq.toml");
+        let text =
+            read(&path).replacen("timeout = \"2s\"\n", &format!("timeout = \"2s\"\nversion = \"{version}\"\n"), 1);
+        std::fs::write(&path, text).unwrap();
+    }
+
     pub fn db(&self) -> PathBuf {
         self.path("followq.db")
     }
@@ -86,6 +94,8 @@ pub fn settings(accounts: &[&str], base_url: &str, per_user: u32, per_app: u32, 
     s.api.timeout = Duration::from_secs(2);
     s.app.consumer_key = CONSUMER_KEY.into();
     s.app.consumer_secret = Secret::new(CONSUMER_SECRET);
+    // v1.1, the API these suites were written for; the v2 cases set `api.version` themselves.
+    s.api.version = ApiVersion::V1_1;
     s.limits = Limits::single(per_user, per_app, window);
     s.limits.margin = Margin::Share(0.01);
     s.retry.base = Duration::from_millis(50);

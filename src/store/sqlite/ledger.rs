@@ -19,7 +19,7 @@ use crate::time::Clock;
 pub const RECORD_BATCH: usize = 256;
 
 /// A claimed job as the claim reads it: job id, target kind, target, notify, failures, attempt id.
-type ClaimedRow = (i64, TargetKind, String, i64, i64, i64);
+type ClaimedRow = (i64, TargetKind, String, i64, i64, i64, Option<String>);
 
 impl Store {
     /// Start-up: attempts without an answer become "unknown" (they still count against the
@@ -187,21 +187,24 @@ fn window_terms(budget: &Budget, now: i64, first: usize) -> (Vec<(String, String
 
 /// The statements of [`Store::claim`], in the caller's write transaction.
 async fn claim_in(conn: &mut SqliteConnection, now: i64, ask: Ask<'_>) -> Result<ClaimResult, StoreError> {
-    let Ask { account_id, budget, want } = ask;
-    // The attempts for the account's next jobs in import order, as many as every window has
-    // room for, none while the account is paused or stopped...
-    let (terms, binds) = window_terms(budget, now, 4);
+    let Ask { account_id, budget, want, ids_only } = ask;
+    // The attempts for the account's next jobs in import order (with `ids_only`, those named by
+    // an id or by a name resolved to one), as many as every window has room for, none while the
+    // account is paused or stopped...
+    let (terms, binds) = window_terms(budget, now, 5);
     let room: String = terms.iter().map(|(limit, used)| format!(", {limit} - {used}")).collect();
     let sql = format!(
         "insert into attempts (job_id, account_id, sent_at)
          select id, account_id, ?2 from jobs
          where account_id = ?1 and state = 'queued' and outcome is null and not_before <= ?2
            and (select stopped_reason = '' and paused_until <= ?2 from accounts where id = ?1)
+           and (?4 = 0 or target_kind = 'user_id'
+                or exists (select 1 from users u where u.username = jobs.target and u.state = 'found'))
          order by id
          limit max(0, min(?3, ?3{room}))"
     );
     // Built from this file's text and parameter numbers alone: every value is bound.
-    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(account_id).bind(now).bind(want.max(1) as i64);
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(account_id).bind(now).bind(want.max(1) as i64).bind(ids_only);
     for b in &binds {
         q = q.bind(*b);
     }
@@ -218,7 +221,9 @@ async fn claim_in(conn: &mut SqliteConnection, now: i64, ask: Ask<'_>) -> Result
         "update jobs set state = 'in_flight', attempts = attempts + 1, attempt_id = a.id
          from attempts a
          where a.id between ?1 and ?2 and a.job_id = jobs.id and jobs.state = 'queued'
-         returning id, target_kind, target, notify, failures, attempt_id",
+         returning id, target_kind, target, notify, failures, attempt_id,
+                   (select user_id from users u where u.username = jobs.target and jobs.target_kind = 'screen_name'
+                      and u.state = 'found')",
     )
     .bind(first)
     .bind(last)
@@ -229,12 +234,13 @@ async fn claim_in(conn: &mut SqliteConnection, now: i64, ask: Ask<'_>) -> Result
     }
     let mut claims: Vec<Claim> = rows
         .into_iter()
-        .map(|(job_id, kind, target, notify, failures, attempt_id)| Claim {
+        .map(|(job_id, kind, target, notify, failures, attempt_id, resolved)| Claim {
             attempt_id,
             job_id,
             account_id,
             kind,
             target,
+            resolved,
             notify: notify != 0,
             sent_at: now,
             failures,

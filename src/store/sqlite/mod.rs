@@ -5,6 +5,7 @@
 mod imports;
 mod jobs;
 mod ledger;
+mod users;
 
 pub use jobs::{COMMIT_EVERY, INSERT_BATCH, ImportSession};
 pub use ledger::RECORD_BATCH;
@@ -199,10 +200,21 @@ impl Store {
     /// Every account the database knows, configured now or not.
     pub async fn accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
         Ok(sqlx::query_as(
-            "select id, name, paused_until, pause_reason, stopped_reason, pace_factor from accounts order by name",
+            "select id, name, paused_until, pause_reason, stopped_reason, pace_factor, x_user_id, x_username
+             from accounts order by name",
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Stops an account outside an attempt's answer (`GET /2/users/me` refused its token).
+    pub async fn stop_account(&self, account_id: i64, reason: &str) -> Result<(), StoreError> {
+        sqlx::query("update accounts set stopped_reason = ?2 where id = ?1")
+            .bind(account_id)
+            .bind(reason)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Clears a stopped account (its credentials verified again).
@@ -212,6 +224,44 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Keeps who the account is on X (`GET /2/users/me`): its id, the path of its v2 follows.
+    pub async fn set_identity(&self, account_id: i64, x_user_id: &str, x_username: &str) -> Result<(), StoreError> {
+        let changed = sqlx::query("update accounts set x_user_id = ?2, x_username = ?3 where id = ?1")
+            .bind(account_id)
+            .bind(x_user_id)
+            .bind(x_username)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if changed != 1 {
+            return Err(StoreError::Stale(format!("account {account_id} is not in the database")));
+        }
+        Ok(())
+    }
+
+    /// Keeps why X refused the app (the run that met it ends; `status` shows it).
+    pub async fn stop_app(&self, reason: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query("update app_state set stopped_reason = ?1, stopped_at = ?2 where id = 1")
+            .bind(reason)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Why X refused the app, and when, if the last run ended so.
+    pub async fn app_stopped(&self) -> Result<Option<(String, i64)>, StoreError> {
+        let row: (String, i64) = sqlx::query_as("select stopped_reason, stopped_at from app_state where id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((!row.0.is_empty()).then_some(row))
+    }
+
+    /// Clears the app's refusal: a run tries again.
+    pub async fn clear_app_stop(&self) -> Result<(), StoreError> {
+        self.stop_app("", 0).await
     }
 
     /// `PRAGMA integrity_check`: "ok" when the file is sound.

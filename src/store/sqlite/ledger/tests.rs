@@ -47,7 +47,7 @@ fn at(ms: i64) -> Clock {
 }
 
 fn ask(account_id: i64, budget: &Budget, want: usize) -> Ask<'_> {
-    Ask { account_id, budget, want }
+    Ask { account_id, budget, want, ids_only: false }
 }
 
 fn answer(c: &Claim) -> Record {
@@ -334,4 +334,34 @@ async fn a_claim_takes_only_what_every_window_of_both_scopes_allows() {
     assert_eq!(claims(take(alice, base + 10_000, 10).await).len(), 3);
     let used: i64 = sqlx::query_scalar("select count(*) from attempts").fetch_one(&store.pool).await.unwrap();
     assert_eq!(used, 11);
+}
+
+/// v2 follows by id: with `ids_only` a claim takes jobs named by an id, or by a screen name
+/// resolved to one (and hands over that id), and leaves unresolved names queued.
+#[tokio::test]
+async fn an_ids_only_claim_takes_resolved_names_and_ids_and_leaves_the_rest() {
+    let (_dir, store, id) = store_with(3).await; // t0, t1, t2 by screen name
+    let mut session = store.import_session(false).await.unwrap();
+    let import = session.begin_import("ids.csv", "").await.unwrap();
+    let job = NewJob { account_id: id, kind: TargetKind::UserId, target: "777".into(), notify: false };
+    session.insert_jobs(import, &[job]).await.unwrap();
+    let summary =
+        crate::model::Summary { source: "ids.csv".into(), rows_read: 1, added: 1, duplicates: 0, rejected: 0 };
+    session.finish(import, &summary).await.unwrap();
+    let found = |name: &str, uid: &str| crate::model::ResolvedUser {
+        username: name.into(),
+        user_id: uid.into(),
+        state: crate::model::UserState::Found,
+        protected: false,
+    };
+    store.record_users(&[found("T1", "41")], 1).await.unwrap();
+    let b = budget();
+    let got =
+        claims(store.claim(&at(1_000), Ask { account_id: id, budget: &b, want: 10, ids_only: true }).await.unwrap());
+    let taken: Vec<(&str, Option<&str>)> = got.iter().map(|c| (c.target.as_str(), c.resolved.as_deref())).collect();
+    assert_eq!(taken, [("t1", Some("41")), ("777", None)]);
+    let r = store.claim(&at(1_001), Ask { account_id: id, budget: &b, want: 10, ids_only: true }).await.unwrap();
+    assert!(matches!(r, ClaimResult::NoJob), "{r:?}");
+    // Without `ids_only` (v1.1, which follows by name), the rest go.
+    assert_eq!(claims(store.claim(&at(1_002), ask(id, &b, 10)).await.unwrap()).len(), 2);
 }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use followq::api::{Client, Target};
-use followq::config::{Account, ApiVersion, Limits, Pace, Secret, Settings};
+use followq::config::{Account, ApiVersion, Limits, Pace, Secret, Settings, Window};
 use followq::ingest::{self, Accounts, Input};
 use followq::sandbox::{Config, Sandbox};
 use followq::store::{
@@ -265,13 +265,22 @@ fn fmt_list(v: &[f64]) -> String {
 
 /// A fresh database in a temporary folder with `n` jobs queued round-robin over `names`.
 async fn queued_store(names: &[String], n: usize) -> (tempfile::TempDir, Store) {
+    queued_store_as(names, n, false).await
+}
+
+/// `n` jobs over `names`, round robin, by screen name (`t{i}`) or by id.
+async fn queued_store_as(names: &[String], n: usize, by_id: bool) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("q.db")).await.unwrap();
     let ids = store.sync_accounts(&names.iter().map(String::as_str).collect::<Vec<_>>()).await.unwrap();
     let csv = dir.path().join("jobs.csv");
-    let mut text = String::from("account,screen_name\n");
+    let mut text = String::from(if by_id { "account,user_id\n" } else { "account,screen_name\n" });
     for i in 0..n {
-        let _ = writeln!(text, "{},t{i}", names[i % names.len()]);
+        if by_id {
+            let _ = writeln!(text, "{},{}", names[i % names.len()], 1_000_000 + i);
+        } else {
+            let _ = writeln!(text, "{},t{i}", names[i % names.len()]);
+        }
     }
     std::fs::write(&csv, text).unwrap();
     let accounts = Accounts::new(ids, None).unwrap();
@@ -500,6 +509,49 @@ async fn pacing(pace: Pace) -> (Vec<f64>, u64, u64, HashMap<String, u64>) {
     (shares, st.max_in_window.app, st.violations, st.max_in_window.per_account.into_iter().collect())
 }
 
+/// v2's shape compressed 90× (15 min → 10 s): per account 12 per 2 s and 30 per 10 s (the
+/// binding one), per app 100 per 10 s; names resolved in v2 with `[resolve]` compressed alike.
+/// Returns each account's share of 30 in every full 10 s window, the most in any window per
+/// window and account, and the violations.
+async fn pacing_two_windows(pace: Pace) -> (Vec<f64>, Vec<String>, u64) {
+    let names: Vec<String> = ["alice", "bob", "carol"].iter().map(|s| s.to_string()).collect();
+    let (mut settings, mut cfg) = credentials(&names);
+    settings.api.version = ApiVersion::V2;
+    settings.limits.user = vec![Window::new(12, 2), Window::new(30, 10)];
+    settings.limits.app = vec![Window::new(100, 10)];
+    settings.limits.pace = pace;
+    settings.resolve.per_user = Window::new(900, 10);
+    settings.resolve.per_app = Window::new(300, 10);
+    (cfg.user_windows, cfg.app_windows) = (settings.limits.user.clone(), settings.limits.app.clone());
+    (cfg.lookup_user_window, cfg.lookup_app_window) = (settings.resolve.per_user, settings.resolve.per_app);
+    let sb = Sandbox::start(cfg, 0).await.unwrap();
+    settings.api.base_url = sb.base_url();
+    let (_dir, store) = queued_store(&names, 540).await;
+    let client = Client::new(&settings).unwrap();
+    let opts = worker::Options { deadline: Some(now_ms() + 120_000), seed: 3, ..worker::Options::default() };
+    worker::run(&store, &settings, &client, CancellationToken::new(), opts, &mut Silent).await.unwrap();
+    let log = store.attempt_log().await.unwrap();
+    let w = 10_000;
+    let mut shares = Vec::new();
+    for who in &names {
+        let mine: Vec<i64> = log.iter().filter(|a| &a.account == who).map(|a| a.sent_at).collect();
+        let (first, last) = (mine.first().copied().unwrap_or(0), mine.last().copied().unwrap_or(0));
+        let mut start = first;
+        while start + w <= last {
+            let n = mine.iter().filter(|&&t| t >= start && t < start + w).count();
+            shares.push(n as f64 / 30.0);
+            start += w;
+        }
+    }
+    let st = sb.stats();
+    let most = st
+        .windows
+        .iter()
+        .map(|m| format!("{} {}: {} / {}", m.scope, m.window, m.most.values().max().unwrap_or(&0), m.limit))
+        .collect();
+    (shares, most, st.violations + st.lookup_violations)
+}
+
 async fn bench_pacing(out: &mut String) {
     let _ = writeln!(
         out,
@@ -525,6 +577,92 @@ async fn bench_pacing(out: &mut String) {
     }
     let _ =
         writeln!(out, "\nTargets: asap ≥ 99 %, spread ≥ 98 % per full window; never over the limit; 0 violations.\n");
+    let _ = writeln!(
+        out,
+        "### Two windows per account (v2's shape compressed 90×: per account 12 per 2 s and 30 per 10 s, per app 100 per 10 s; 3 accounts, 540 jobs by name, resolved first)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| pace | full 10 s windows (all accounts) | share of the binding 30/10s per full window (min / median) | most in any window (of all accounts) | violations |\n|---|---|---|---|---|"
+    );
+    for pace in [Pace::Asap, Pace::Spread] {
+        let (shares, most, violations) = pacing_two_windows(pace).await;
+        let min = shares.iter().copied().fold(f64::INFINITY, f64::min);
+        let _ = writeln!(
+            out,
+            "| {pace:?} | {} | {:.1} % / {:.1} % | {} | {violations} |",
+            shares.len(),
+            min * 100.0,
+            median(shares.clone()) * 100.0,
+            most.join("; ")
+        );
+    }
+    let _ = writeln!(out, "\nTargets: asap ≥ 99 %, spread ≥ 98 % of the binding window; 0 violations.\n");
+}
+
+// ---- 5. many accounts ----
+
+/// 10,000 accounts of 4 jobs (by id), asap, 8 slots, for `secs` seconds: with v2's two windows
+/// per account (compressed: 2 per 1 s and 4 per 5 s) or one (4 per 5 s); the app's lifted.
+/// Returns (requests, CPU µs per request, fewest and most requests of an account).
+async fn many_accounts(two: bool, secs: i64) -> (usize, f64, usize, usize) {
+    let names: Vec<String> = (0..10_000).map(|i| format!("m{i:05}")).collect();
+    let (mut settings, mut cfg) = credentials(&names);
+    settings.api.version = ApiVersion::V2;
+    settings.limits.user =
+        if two { vec![Window::new(2, 1), Window::new(4, 5)] } else { vec![Window::new(4, 5)] };
+    settings.limits.app = vec![Window::new(1_000_000_000, 5)];
+    settings.limits.pace = Pace::Asap;
+    settings.run.concurrency = 8;
+    (cfg.user_windows, cfg.app_windows) = (settings.limits.user.clone(), settings.limits.app.clone());
+    let sb = Sandbox::start(cfg, 0).await.unwrap();
+    settings.api.base_url = sb.base_url();
+    let (_dir, store) = queued_store_as(&names, 40_000, true).await;
+    let client = Client::new(&settings).unwrap();
+    let cpu0 = cpu_seconds();
+    let opts = worker::Options { deadline: Some(now_ms() + secs * 1000), seed: 5, ..worker::Options::default() };
+    worker::run(&store, &settings, &client, CancellationToken::new(), opts, &mut Silent).await.unwrap();
+    let cpu = cpu_seconds() - cpu0;
+    let log = store.attempt_log().await.unwrap();
+    let mut per: HashMap<String, usize> = names.iter().map(|n| (n.clone(), 0)).collect();
+    for a in &log {
+        *per.entry(a.account.clone()).or_default() += 1;
+    }
+    let (few, most) = (per.values().copied().min().unwrap_or(0), per.values().copied().max().unwrap_or(0));
+    (log.len(), cpu * 1e6 / log.len().max(1) as f64, few, most)
+}
+
+async fn bench_accounts(out: &mut String) {
+    let secs = 15;
+    let _ = writeln!(
+        out,
+        "## 5. Many accounts (10,000 accounts × 4 jobs by id, asap, 8 slots, app lifted, {secs} s a run; {} runs of each, interleaved)\n",
+        runs()
+    );
+    let _ = writeln!(
+        out,
+        "| windows per account | median requests | median CPU per request (process, incl. sandbox) | fewest / most requests of an account (median run) |\n|---|---|---|---|"
+    );
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for _ in 0..runs() {
+        one.push(many_accounts(false, secs).await);
+        two.push(many_accounts(true, secs).await);
+    }
+    for (what, runs) in [("one: 4/5s", &one), ("two (v2's shape): 2/1s + 4/5s", &two)] {
+        let mut by_cpu = runs.clone();
+        by_cpu.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mid = by_cpu[by_cpu.len() / 2];
+        let _ = writeln!(
+            out,
+            "| {what} | {:.0} | {:.0} µs (runs {}) | {} / {} |",
+            median(runs.iter().map(|r| r.0 as f64).collect()),
+            mid.1,
+            fmt_list0(&runs.iter().map(|r| r.1).collect::<Vec<_>>()),
+            mid.2,
+            mid.3
+        );
+    }
+    let _ = writeln!(out);
 }
 
 // ---- 4. scale of the queue ----
@@ -611,7 +749,7 @@ fn main() {
         print!("{out}");
         let _ = std::io::stdout().flush();
     };
-    for name in ["import", "dispatch", "pacing", "scale"] {
+    for name in ["import", "dispatch", "pacing", "scale", "accounts"] {
         if !want(name) {
             continue;
         }
@@ -620,6 +758,7 @@ fn main() {
             "import" => bench_import(&mut s),
             "dispatch" => rt.block_on(bench_dispatch(&mut s)),
             "pacing" => rt.block_on(bench_pacing(&mut s)),
+            "accounts" => rt.block_on(bench_accounts(&mut s)),
             _ => rt.block_on(bench_scale(&mut s)),
         }
         report(&s);

@@ -49,6 +49,20 @@ fn bar_width(columns: u16) -> usize {
     if columns < 48 { 0 } else { (usize::from(columns).saturating_sub(64)).clamp(6, 24) }
 }
 
+/// One bar of `len` items (`resolve`): hidden when `hide` is set or stderr is no terminal.
+pub fn simple_bar(len: u64, prefix: &str, hide: bool) -> ProgressBar {
+    if hide || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = multi().add(ProgressBar::new(len));
+    let style = ProgressStyle::with_template("{prefix:<8} [{bar:24.cyan/blue}] {pos:>6}/{len:<6} {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    b.set_style(style);
+    b.set_prefix(prefix.to_string());
+    b
+}
+
 impl Bars {
     /// Bars for these accounts (id, name); hidden when `show` is false or stderr is no terminal.
     pub fn new(accounts: &[(i64, String)], start: Totals, show: bool) -> Bars {

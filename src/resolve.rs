@@ -67,8 +67,9 @@ impl Resolver {
         (self.paused_until > now).then_some(self.paused_until)
     }
 
-    /// Resolves the next (up to [`BATCH`]) unresolved names of the account's queue: waits for
-    /// the read budget (the account's, then the app's), asks X, and records the answer.
+    /// Resolves the next (up to [`BATCH`]) unresolved names of the account's queue — with
+    /// `ahead_only`, only when the next [`BATCH`] queued jobs need one — : waits for the read
+    /// budget (the account's, then the app's), asks X, and records the answer.
     pub async fn step(
         &mut self,
         store: &Store,
@@ -76,11 +77,12 @@ impl Resolver {
         clock: &Clock,
         account_id: i64,
         account: &Account,
+        ahead_only: bool,
     ) -> Result<Step, StoreError> {
         if let Some(t) = self.paused(clock.now_ms()) {
             return Ok(Step::Paused(t));
         }
-        let names = store.unresolved_names(account_id, BATCH).await?;
+        let names = store.unresolved_names(account_id, BATCH, ahead_only).await?;
         if names.is_empty() {
             return Ok(Step::Nothing);
         }
@@ -109,7 +111,8 @@ impl Resolver {
             Verdict::AppStopped(why) => Step::AppStopped(why),
             Verdict::AccountStopped(why) => Step::AccountStopped(why),
             Verdict::RateLimited { reset } => {
-                let until = reset.map(|r| r * 1000).filter(|&t| t > now).unwrap_or(now + 60_000);
+                let until =
+                    reset.map(|r| (r - client.clock_offset()) * 1000).filter(|&t| t > now).unwrap_or(now + 60_000);
                 tracing::info!(account = %account.name, "usernames: rate limited (429); reads wait, follows go on");
                 self.paused_until = until;
                 Step::Paused(until)

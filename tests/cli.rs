@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Env;
-use followq::sandbox::{Faults, Sandbox, Scripted};
+use followq::sandbox::{Faults, Refusal, Sandbox, Scripted};
 use followq::store::{AttemptResult, JobState, Store};
 use serde_json::Value;
 
@@ -750,4 +750,62 @@ fn an_error_is_said_once_with_the_database_named() {
     std::fs::create_dir(env.path("folder.db")).unwrap();
     let out = env.cmd().args(["--db", "folder.db", "status"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("folder.db is a folder, not a database file"));
+}
+
+/// What a user with a pay-per-use app sees on the first `run` (v2, X's answer `client-forbidden`):
+/// one request, exit 5, a message that says why and what to do, every job still queued, and
+/// `status` saying so until a run gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_that_cannot_follow_is_told_so_at_the_first_refusal() {
+    let (sb, env) = rig(&["alice"], WINDOW_10S).await;
+    sb.set_refusal(Some(Refusal::ClientForbidden));
+    env.write("l.csv", "screen_name\none\ntwo\nthree\n");
+    env.cmd().args(["import", "l.csv"]).assert().success();
+    let out = env.cmd().args(["run", "--no-progress"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("since 2026-04-20 X offers follows on Enterprise plans only"), "{stderr}");
+    assert!(stderr.contains("stays queued"), "{stderr}");
+    assert_eq!(sb.stats().creates.values().sum::<u64>(), 1);
+    let s = env.status();
+    assert_eq!(s["jobs"]["by_state"]["queued"], 3);
+    assert!(s["app_stopped"]["reason"].as_str().unwrap().contains("Enterprise plans only"), "{s}");
+    let table = String::from_utf8_lossy(&env.cmd().arg("status").output().unwrap().stdout).to_string();
+    assert!(table.contains("APP STOPPED") && table.contains("Enterprise plans only"), "{table}");
+    sb.set_refusal(None);
+    env.cmd().args(["run", "--no-progress"]).assert().success();
+    assert!(env.status()["app_stopped"].is_null());
+}
+
+/// `followq resolve` resolves every queued name now; the names X does not know end
+/// `not_found` without a follow, and a run after it asks X about none of them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_ends_unknown_names_before_any_follow() {
+    let (sb, env) = rig(&["alice"], WINDOW_10S).await;
+    let mut csv = String::from("screen_name\n");
+    for i in 0..150 {
+        csv.push_str(&format!("n{i}\n"));
+    }
+    csv.push_str("x_nobody\ns_banned\n");
+    env.write("l.csv", &csv);
+    env.cmd().args(["import", "l.csv"]).assert().success();
+    let out = env.cmd().args(["resolve", "--no-progress"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resolved 152 usernames; 2 jobs ended"));
+    let st = sb.stats();
+    assert_eq!((st.lookups, st.lookup_most_names, st.creates.values().sum::<u64>()), (2, 100, 0));
+    let s = env.status();
+    assert_eq!(
+        (s["jobs"]["by_outcome"]["not_found"].as_i64(), s["jobs"]["by_outcome"]["suspended"].as_i64()),
+        (Some(1), Some(1))
+    );
+    env.cmd().args(["run", "--no-progress"]).assert().success();
+    let st = sb.stats();
+    assert_eq!((st.lookups, st.names_asked_again, st.follows_of_unknown), (2, 0, 0));
+    assert_eq!(st.creates.values().sum::<u64>(), 150);
+    // v1.1 follows by name: nothing to resolve, and it says so.
+    env.set_api_version("1.1");
+    let out = env.cmd().args(["resolve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api.version"));
 }

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod export;
 pub mod import;
 pub mod init;
+pub mod resolve;
 pub mod retry;
 pub mod run;
 pub mod sandbox;
@@ -31,6 +32,9 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_PARTIAL: u8 = 3;
 /// Stopped with work left: Ctrl-C, --stop-at, --max-duration, or every account with work stopped.
 pub const EXIT_STOPPED: u8 = 4;
+/// X refuses the app: its access level cannot follow (code 453, `client-forbidden`), no
+/// credits (402), a usage cap, or the app itself (261, 416). Its jobs stay queued.
+pub const EXIT_REFUSED: u8 = 5;
 
 /// followq: follow long lists of X accounts, paced within the API's limits, crash-safe.
 #[derive(Debug, Parser)]
@@ -65,6 +69,7 @@ pub enum Command {
     Retry(retry::Args),
     /// Confirm follows with GET friendships/lookup (they are eventually consistent)
     Verify(verify::Args),
+    Resolve(resolve::Args),
     /// List accounts, or check their credentials
     Accounts(accounts::Args),
     /// Run the local X API stand-in (loopback only)
@@ -205,6 +210,7 @@ async fn dispatch_inner(cli: Cli) -> anyhow::Result<u8> {
         Command::Export(a) => export::run(&ctx, a).await,
         Command::Retry(a) => retry::run(&ctx, a).await,
         Command::Verify(a) => verify::run(&ctx, a).await,
+        Command::Resolve(a) => resolve::run(&ctx, a).await,
         Command::Accounts(a) => accounts::run(&ctx, a).await,
         Command::Sandbox(a) => sandbox::run(&ctx, a).await,
         Command::Demo(a) => demo::run(&ctx, a).await,

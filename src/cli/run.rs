@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use tokio_util::sync::CancellationToken;
 
-use super::{Context, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_STOPPED, UsageError, human_ms, local_time, status};
+use super::{Context, EXIT_OK, EXIT_PARTIAL, EXIT_STOPPED, UsageError, human_ms, local_time, status};
 use crate::api::Client;
 use crate::config::{self, Limits, Settings};
 use crate::progress::{Bars, Totals};
@@ -144,8 +144,10 @@ pub async fn work(
     }
     Ok(match ending {
         Ending::AppStopped(why) => {
-            eprintln!("followq: X refuses the app: {why}. Nothing more can be sent until that is fixed.");
-            EXIT_FATAL
+            eprintln!(
+                "followq: X refuses the app: {why}. No more requests were sent; every job not sent stays queued, and `followq run` tries once more when that is fixed."
+            );
+            super::EXIT_REFUSED
         }
         Ending::Stopped | Ending::Blocked | Ending::Finished if queued > 0 => EXIT_STOPPED,
         _ if bad > 0 => EXIT_PARTIAL,

@@ -15,6 +15,9 @@ pub struct Args {
     /// Faults to inject, e.g. "503=0.1,500=0.05,hang=0.02,drop=0.02,429=0.02,seed=42"
     #[arg(long)]
     pub faults: Option<String>,
+    /// Answer every follow with a refusal: 453, client-forbidden, 402 or usage-capped
+    #[arg(long)]
+    pub refuse: Option<String>,
     /// Follows show in friendships/lookup only after this long
     #[arg(long, default_value = "0s")]
     pub visible_after: String,
@@ -69,6 +72,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         config.faults = sandbox::parse_faults(spec).map_err(|e| UsageError(format!("--faults: {e}")))?;
     }
     config.visible_after = crate::config::duration("--visible-after", &args.visible_after)?;
+    if let Some(r) = &args.refuse {
+        config.refuse = Some(sandbox::Refusal::parse(r).map_err(|e| UsageError(format!("--refuse: {e}")))?);
+    }
     let sb = Sandbox::start(config, args.port).await?;
     crate::outln!("sandbox listening on {} (loopback only); stats at {}/_sandbox/stats", sb.base_url(), sb.base_url());
     if from_config {

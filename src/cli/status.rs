@@ -123,7 +123,16 @@ pub struct Report {
     pub eta: Option<i64>,
     /// Queued jobs of stopped accounts: they wait until someone acts, and no ETA counts them.
     pub waiting_on_stopped: i64,
+    /// Why X refused the app, if the last run ended so: `{reason, at}`; null otherwise.
+    pub app_stopped: Option<AppStop>,
     pub imports: Vec<ImportRow>,
+}
+
+/// X's refusal of the app that ended the last run.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppStop {
+    pub reason: String,
+    pub at: i64,
 }
 
 /// The app-wide budget.
@@ -152,6 +161,7 @@ pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
     let mut sched = Scheduler::from_ledger(limits, &snapshot, |n| ctx.settings.account(n).is_some(), now, 0);
     let counts = store.job_counts().await?;
     let imports = store.recent_imports(10).await?;
+    let app_stopped = store.app_stopped().await?.map(|(reason, at)| AppStop { reason, at });
     store.close().await;
 
     let mut total = JobCounts::default();
@@ -175,6 +185,7 @@ pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
         app: AppStatus { budget: app_budget, windows: app_windows, next_slot: app_next },
         eta: sched.eta(now),
         waiting_on_stopped,
+        app_stopped,
         imports,
     })
 }
@@ -306,6 +317,14 @@ pub fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         writeln!(out, "  {:<14} {}", a.name, outcomes_line(&a.jobs))?;
     }
     writeln!(out, "  {:<14} {}", "all", outcomes_line(&r.jobs))?;
+    if let Some(stop) = &r.app_stopped {
+        writeln!(
+            out,
+            "APP STOPPED at {}: X refuses the app: {} (the next `followq run` tries once more)",
+            local_time(stop.at),
+            printable(&stop.reason)
+        )?;
+    }
     for a in &r.accounts {
         if let Some(why) = &a.stopped {
             writeln!(out, "{}: stopped: {}", a.name, printable(why))?;

@@ -434,7 +434,7 @@ impl Dispatcher<'_> {
         let (Some(resolver), Some(account)) = (self.resolver.as_mut(), self.accounts.get(&id)) else {
             return Ok(None);
         };
-        match resolver.step(self.store, self.client, &self.clock, id, account).await? {
+        match resolver.step(self.store, self.client, &self.clock, id, account, true).await? {
             Step::Nothing | Step::Paused(_) => {}
             Step::Resolved { ended, .. } => {
                 for (account_id, outcome) in &ended {

@@ -8,19 +8,25 @@ use crate::store::StoreError;
 
 impl Store {
     /// Up to `limit` screen names of the account's queued jobs, in queue order, that have not
-    /// been resolved — none unless one of its next `limit` queued jobs needs one: names are
-    /// resolved in whole batches, just ahead of the follows.
-    pub async fn unresolved_names(&self, account_id: i64, limit: usize) -> Result<Vec<String>, StoreError> {
-        let needed: bool = sqlx::query_scalar(
-            "select exists (select 1 from (select target, target_kind from jobs
+    /// been resolved — with `ahead_only`, none unless one of its next `limit` queued jobs needs
+    /// one: names are resolved in whole batches, just ahead of the follows.
+    pub async fn unresolved_names(
+        &self,
+        account_id: i64,
+        limit: usize,
+        ahead_only: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let needed: bool = !ahead_only
+            || sqlx::query_scalar(
+                "select exists (select 1 from (select target, target_kind from jobs
                                            where account_id = ?1 and state = 'queued' order by id limit ?2) q
                             where q.target_kind = 'screen_name'
                               and not exists (select 1 from users u where u.username = q.target))",
-        )
-        .bind(account_id)
-        .bind(limit as i64)
-        .fetch_one(&self.pool)
-        .await?;
+            )
+            .bind(account_id)
+            .bind(limit as i64)
+            .fetch_one(&self.pool)
+            .await?;
         if !needed {
             return Ok(Vec::new());
         }

@@ -7,6 +7,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Jitter, Quota, RateLimiter};
 
 use crate::api::classify::{self, Verdict};
@@ -31,6 +32,8 @@ pub enum Step {
     Resolved { names: usize, ended: Vec<(i64, Outcome)> },
     /// Reads are paused (a 429, a failure) until this time (ms).
     Paused(i64),
+    /// The read budget (the account's or the app's) has room again at this time (ms).
+    Wait(i64),
     /// X refused the account's token.
     AccountStopped(String),
     /// X refused the app.
@@ -86,9 +89,17 @@ impl Resolver {
         if names.is_empty() {
             return Ok(Step::Nothing);
         }
+        // Never waited for here: the caller is the dispatcher, which has follows to send and
+        // answers to record meanwhile. Not ready yet → `Wait` with governor's own time, plus its
+        // jitter. (The account's cell is spent even when the app's then refuses: a read goes a
+        // period later, nothing worse.)
         let jitter = Jitter::up_to(Duration::from_millis(50));
-        self.per_account.until_key_ready_with_jitter(&account_id, jitter).await;
-        self.app.until_ready_with_jitter(jitter).await;
+        let ready =
+            self.per_account.check_key(&account_id).map_err(|n| n.wait_time_from(DefaultClock::default().now()));
+        let ready = ready.and_then(|_| self.app.check().map_err(|n| n.wait_time_from(DefaultClock::default().now())));
+        if let Err(wait) = ready {
+            return Ok(Step::Wait(clock.now_ms() + (jitter + wait).as_millis() as i64));
+        }
         let answer = client.users_by(account, &names).await;
         let now = clock.now_ms();
         let resp = match answer {

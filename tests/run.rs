@@ -769,3 +769,26 @@ async fn usernames_are_resolved_in_batches_once_across_restarts() {
     assert_eq!(rig.store.resolved("n7").await.unwrap().map(|r| r.1), Some(followq::model::UserState::Found));
     rig.assert_clean().await;
 }
+
+/// Defect (found by the pacing benchmark): a resolution that waited for the read budget waited
+/// inside the dispatcher, so no account sent anything meanwhile (a 10 s window with 4 % used).
+/// Now names wait, and the follows whose names are known go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolution_waiting_for_the_read_budget_holds_up_no_follow() {
+    let mut rig = Rig::real_time(&["alice", "bob"], 200, 1_000, Duration::from_secs(10)).await.v2();
+    // One lookup every 3 s for the app: alice's second batch must wait for it.
+    rig.settings.resolve.per_app = Window { limit: 1, length: Duration::from_secs(3) };
+    rig.queue(&numbered("alice", "n", 150)).await;
+    // Bob's names are among alice's first hundred: resolved by whichever lookup goes first.
+    rig.queue(&numbered("bob", "n", 60)).await;
+    assert_eq!(rig.run().await, Ending::Finished);
+    rig.assert_clean().await;
+    let st = rig.sb.stats();
+    assert_eq!((st.lookups, st.names_asked_again), (2, 0), "{st:?}");
+    let log = rig.log().await;
+    let bob: Vec<i64> = log.iter().filter(|a| a.account == "bob").map(|a| a.sent_at).collect();
+    assert_eq!(bob.len(), 60);
+    let gap = bob.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    // Bob's pace is one every 50 ms; the read budget's wait is 3 s.
+    assert!(gap < 1_500, "bob waited {gap} ms between two follows while alice's names waited");
+}

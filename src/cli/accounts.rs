@@ -3,7 +3,7 @@
 use super::{Context, EXIT_OK, EXIT_PARTIAL, local_time};
 use crate::api::Client;
 use crate::api::classify::parse_error;
-use crate::config;
+use crate::config::{self, ApiVersion};
 use crate::store::now_ms;
 
 /// List accounts, or check their credentials.
@@ -43,8 +43,13 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 } else {
                     "ready".to_string()
                 };
+                let on_x = if a.x_user_id.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("@{} ({})", a.x_username, a.x_user_id)
+                };
                 crate::outln!(
-                    "{:<16} {:<13} pace x{:<4} {state}",
+                    "{:<16} {:<13} {on_x:<28} pace x{:<4} {state}",
                     a.name,
                     if configured { "configured" } else { "unconfigured" },
                     a.pace_factor
@@ -58,8 +63,16 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             let mut bad = 0;
             for a in &ctx.settings.accounts {
                 let row = rows.iter().find(|r| r.name == a.name);
-                match client.verify_credentials(a).await {
+                // v2: who X says the token is (GET /2/users/me), kept for the follows' path.
+                let answer = match ctx.settings.api.version {
+                    ApiVersion::V2 => client.me(a).await,
+                    ApiVersion::V1_1 => client.verify_credentials(a).await,
+                };
+                match answer {
                     Ok(r) if r.status == 200 => {
+                        if let (Some(row), Some((id, username))) = (row, crate::api::parse_me(&r.body)) {
+                            store.set_identity(row.id, &id, &username).await?;
+                        }
                         if let Some(row) = row.filter(|r| !r.stopped_reason.is_empty()) {
                             store.clear_stop(row.id).await?;
                             crate::outln!("{}: ok (was stopped; resumed)", a.name);
@@ -69,7 +82,10 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     }
                     Ok(r) => {
                         bad += 1;
-                        let e = parse_error(&r.body);
+                        let e = match ctx.settings.api.version {
+                            ApiVersion::V2 => crate::api::classify::classify_v2(r.status, &r.body, None).1,
+                            ApiVersion::V1_1 => parse_error(&r.body),
+                        };
                         crate::outln!(
                             "{}: FAILED: HTTP {} code {} {}",
                             a.name,

@@ -55,7 +55,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     ended += e.len();
                     bar.inc(names as u64);
                 }
-                Step::Paused(until) => {
+                Step::Paused(until) | Step::Wait(until) => {
                     let wait = (until - clock.now_ms()).max(0);
                     bar.set_message(format!("reads wait {}", human_ms(wait)));
                     tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;

@@ -7,7 +7,7 @@ mod limits;
 mod world;
 
 pub use limits::{Faults, parse_faults};
-pub use world::{MaxInWindow, Stats, WindowMax};
+pub use world::{MaxInWindow, Stats, WindowMax, user_id};
 
 pub use crate::config::Window;
 

@@ -118,6 +118,11 @@ struct User {
     screen_name: String,
 }
 
+/// The id the sandbox gives the user with this name (its `GET /2/users/me` and `/2/users/by`).
+pub fn user_id(name: &str) -> u64 {
+    user_for_name(name).id
+}
+
 fn user_for_name(name: &str) -> User {
     // FNV-1a of the lower-case name: the same name is the same user, in every run.
     let mut h: u64 = 0xcbf29ce484222325;

@@ -430,12 +430,14 @@ impl Dispatcher<'_> {
 
     /// v2: resolves the account's next usernames if the follows about to go need them. Jobs
     /// whose names X does not know (or has suspended) end here, without a follow request.
-    async fn resolve_ahead(&mut self, id: i64) -> anyhow::Result<Option<Ending>> {
+    async fn resolve_ahead(&mut self, id: i64) -> anyhow::Result<Ahead> {
         let (Some(resolver), Some(account)) = (self.resolver.as_mut(), self.accounts.get(&id)) else {
-            return Ok(None);
+            return Ok(Ahead::Go);
         };
         match resolver.step(self.store, self.client, &self.clock, id, account, true).await? {
             Step::Nothing | Step::Paused(_) => {}
+            // Names wait for the read budget; the follows whose names are known go meanwhile.
+            Step::Wait(t) => return Ok(Ahead::Wait(t)),
             Step::Resolved { ended, .. } => {
                 for (account_id, outcome) in &ended {
                     *self.outcomes.entry(*account_id).or_default().entry(outcome.as_str()).or_default() += 1;
@@ -449,9 +451,9 @@ impl Dispatcher<'_> {
                 self.store.stop_account(id, &why).await?;
                 self.sched.stopped(id, &why);
             }
-            Step::AppStopped(why) => return Ok(Some(Ending::AppStopped(why))),
+            Step::AppStopped(why) => return Ok(Ahead::End(Ending::AppStopped(why))),
         }
-        Ok(None)
+        Ok(Ahead::Go)
     }
 
     /// True when a claim may go now: a slot is free, and either every slot is, or the last claim
@@ -481,9 +483,11 @@ impl Dispatcher<'_> {
         if let Some(e) = self.identify(id, now).await? {
             return Ok(Some(e));
         }
-        if let Some(e) = self.resolve_ahead(id).await? {
-            return Ok(Some(e));
-        }
+        let read_wait = match self.resolve_ahead(id).await? {
+            Ahead::End(e) => return Ok(Some(e)),
+            Ahead::Wait(t) => Some(t),
+            Ahead::Go => None,
+        };
         // Stopped or paused by identifying or resolving: the scheduler decides again.
         if self.sched.account(id).is_some_and(|a| a.stopped.is_some() || a.paused_until > now)
             || (self.resolver.is_some() && !self.sources.contains_key(&id))
@@ -531,7 +535,7 @@ impl Dispatcher<'_> {
                 }
             }
             // Names not resolved yet wait for reads to go again, not the next turn.
-            ClaimResult::NoJob => match self.resolver.as_ref().and_then(|r| r.paused(now)) {
+            ClaimResult::NoJob => match read_wait.or_else(|| self.resolver.as_ref().and_then(|r| r.paused(now))) {
                 Some(t) => sched.nothing_ready(id, Some(t)),
                 None => sched.nothing_ready(id, store.next_ready_at(id).await?),
             },
@@ -548,6 +552,16 @@ impl Dispatcher<'_> {
         }
         Ok(ending)
     }
+}
+
+/// What resolving ahead left for the claim.
+enum Ahead {
+    /// Claim.
+    Go,
+    /// Claim what is resolved; names wait for the read budget until then.
+    Wait(i64),
+    /// The run ends.
+    End(Ending),
 }
 
 /// Waits until `until` on `clock`, for `most` of real time at most, while nothing else wakes

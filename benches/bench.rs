@@ -627,7 +627,8 @@ async fn many_accounts(two: bool, secs: i64) -> (usize, f64, usize, usize, usize
     // Identified before (GET /2/users/me is once per account, ever): this measures the follows.
     for a in store.accounts().await.unwrap() {
         let id = followq::sandbox::user_id(&a.name).to_string();
-        store.set_identity(a.id, &id, &a.name).await.unwrap();
+        let token = settings.account(&a.name).unwrap().token.clone();
+        store.set_identity(a.id, &id, &a.name, &followq::store::token_digest(&token)).await.unwrap();
     }
     let client = Client::new(&settings).unwrap();
     let cpu0 = cpu_seconds();

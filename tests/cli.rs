@@ -789,7 +789,10 @@ async fn resolve_ends_unknown_names_before_any_follow() {
     csv.push_str("x_nobody\ns_banned\n");
     env.write("l.csv", &csv);
     env.cmd().args(["import", "l.csv"]).assert().success();
-    let out = env.cmd().args(["resolve", "--no-progress"]).output().unwrap();
+    // An account not configured is an error (as for `retry` and `verify`); any case is the account.
+    let out = env.cmd().args(["resolve", "--account", "zed"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("zed"));
+    let out = env.cmd().args(["resolve", "--no-progress", "--account", "ALICE"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("resolved 152 usernames; 2 jobs ended"));
     let st = sb.stats();

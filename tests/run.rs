@@ -792,3 +792,24 @@ async fn a_resolution_waiting_for_the_read_budget_holds_up_no_follow() {
     // Bob's pace is one every 50 ms; the read budget's wait is 3 s.
     assert!(gap < 1_500, "bob waited {gap} ms between two follows while alice's names waited");
 }
+
+/// Defect (found from the outside): the id kept for an account was used after its token was
+/// changed to another X user's, and X's refusal ("not permitted for user id …") stopped the whole
+/// app as a plan that cannot follow. The id is kept with a digest of its token; another token is
+/// asked about again.
+#[tokio::test]
+async fn an_account_given_another_token_is_identified_again() {
+    let mut rig = Rig::new(&["alice", "bob"], 100, 300, Duration::from_secs(10)).await.v2();
+    rig.queue(&numbered("alice", "a", 2)).await;
+    assert_eq!(rig.run().await, Ending::Finished);
+    // alice's config now holds bob's X token: the same account name, another X user.
+    let bob = rig.settings.account("bob").unwrap().clone();
+    let alice = rig.settings.accounts.iter_mut().find(|a| a.name == "alice").unwrap();
+    (alice.token, alice.token_secret) = (bob.token, bob.token_secret);
+    rig.queue(&numbered("alice", "later", 2)).await;
+    assert_eq!(rig.run().await, Ending::Finished);
+    let st = rig.sb.stats();
+    assert_eq!((st.follows.get("alice"), st.follows.get("bob")), (Some(&2), Some(&2)), "{st:?}");
+    assert!(rig.store.app_stopped().await.unwrap().is_none());
+    rig.assert_clean().await;
+}

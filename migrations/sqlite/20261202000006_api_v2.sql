@@ -5,6 +5,9 @@
 
 alter table accounts add column x_user_id text not null default '';
 alter table accounts add column x_username text not null default '';
+-- Which token the id was learnt with (a digest of the access token, never its secret): a config
+-- that gives the account another token means another X user, asked again.
+alter table accounts add column x_token_digest text not null default '';
 
 -- One row. Non-empty `stopped_reason`: the last run ended because X refused the app; the next
 -- run clears it and tries once more (a plan may have changed meanwhile).

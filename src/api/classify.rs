@@ -54,18 +54,27 @@ pub struct ErrorBody {
     pub recognised: bool,
 }
 
+/// The most of an error's text kept as its message (the body, whole or cut to the ledger's
+/// size, is kept apart): what a log line and a stop reason carry.
+const MAX_MESSAGE: usize = 512;
+
 /// Parses `{"errors":[{"code":N,"message":"…"}]}` or `{"request":"…","error":"…"}`, by key.
 pub fn parse_error(body: &str) -> ErrorBody {
     let Ok(v) = serde_json::from_str::<Value>(body) else { return ErrorBody::default() };
     if let Some(first) = v.get("errors").and_then(Value::as_array).and_then(|a| a.first()) {
         return ErrorBody {
             code: first.get("code").and_then(Value::as_i64),
-            message: first.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
+            message: crate::api::truncated(first.get("message").and_then(Value::as_str).unwrap_or(""), MAX_MESSAGE)
+                .to_string(),
             recognised: true,
         };
     }
     if let Some(msg) = v.get("error").and_then(Value::as_str) {
-        return ErrorBody { code: None, message: msg.to_string(), recognised: true };
+        return ErrorBody {
+            code: None,
+            message: crate::api::truncated(msg, MAX_MESSAGE).to_string(),
+            recognised: true,
+        };
     }
     ErrorBody::default()
 }
@@ -157,12 +166,11 @@ pub fn classify_v2(status: u16, body: &str, reset: Option<i64>) -> (Verdict, Err
     let err = match &problem {
         Some(p) => ErrorBody {
             code: p.code,
-            message: [p.title.as_str(), p.detail.as_str()]
-                .iter()
-                .filter(|s| !s.is_empty())
-                .copied()
-                .collect::<Vec<_>>()
-                .join(": "),
+            message: {
+                let text: Vec<&str> =
+                    [p.title.as_str(), p.detail.as_str()].into_iter().filter(|s| !s.is_empty()).collect();
+                crate::api::truncated(&text.join(": "), MAX_MESSAGE).to_string()
+            },
             recognised: true,
         },
         None => ErrorBody::default(),
@@ -346,6 +354,20 @@ mod tests {
         assert_eq!(v2(418, "I'm a teapot"), Verdict::Done(Outcome::Refused));
         let (_, e) = classify_v2(404, &problem("api.x.com", "resource-not-found", "Not Found Error", "gone"), None);
         assert_eq!(e.message, "Not Found Error: gone");
+    }
+
+    /// Defect (found from the outside): a 200 kB problem detail became a 200 kB stop reason,
+    /// printed twice and kept whole in the database. (Control characters in it are escaped where
+    /// it is printed, by `text::printable`.)
+    #[test]
+    fn a_huge_error_text_is_cut_to_a_message() {
+        let huge = "EVIL\u{1b}[2J".to_string() + &"x".repeat(200_000);
+        let (verdict, e) = classify_v2(403, &problem("api.x.com", "client-forbidden", "Client Forbidden", &huge), None);
+        assert!(e.message.len() <= MAX_MESSAGE, "{}", e.message.len());
+        assert!(matches!(verdict, Verdict::AppStopped(m) if m.len() < 1_000));
+        let (_, e) =
+            classify(403, &format!(r#"{{"errors":[{{"code":326,"message":"{}"}}]}}"#, "y".repeat(9_000)), None);
+        assert!(e.message.len() <= MAX_MESSAGE);
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 let on_x = if a.x_user_id.is_empty() {
                     "-".to_string()
                 } else {
-                    format!("@{} ({})", a.x_username, a.x_user_id)
+                    format!("@{} ({})", crate::text::printable(&a.x_username), crate::text::printable(&a.x_user_id))
                 };
                 crate::outln!(
                     "{:<16} {:<13} {on_x:<28} pace x{:<4} {state}",
@@ -71,7 +71,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 match answer {
                     Ok(r) if r.status == 200 => {
                         if let (Some(row), Some((id, username))) = (row, crate::api::parse_me(&r.body)) {
-                            store.set_identity(row.id, &id, &username).await?;
+                            store.set_identity(row.id, &id, &username, &crate::store::token_digest(&a.token)).await?;
                         }
                         if let Some(row) = row.filter(|r| !r.stopped_reason.is_empty()) {
                             store.clear_stop(row.id).await?;

@@ -2,10 +2,11 @@
 //! request, paced within the read budget), with a progress bar. `run` does the same just ahead of
 //! its follows; this is for seeing, before a long run, how much of a list X does not know.
 
-use super::{Context, EXIT_OK, UsageError};
+use super::{Context, EXIT_OK, EXIT_PARTIAL, UsageError};
 use crate::api::Client;
 use crate::config::{self, ApiVersion};
 use crate::resolve::{Resolver, Step};
+use crate::text::printable;
 use crate::time::{Clock, human_ms};
 
 /// Resolve queued usernames to ids now (v2)
@@ -30,20 +31,34 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let store = ctx.existing_store().await?;
     let names: Vec<&str> = ctx.settings.accounts.iter().map(|a| a.name.as_str()).collect();
     let ids = store.sync_accounts(&names).await?;
+    // As `verify` and `retry` take it: any case, and a name not configured is an error.
+    let only = match &args.account {
+        Some(name) => match ctx.settings.accounts.iter().find(|a| a.name.eq_ignore_ascii_case(name)) {
+            Some(a) => Some(a.name.clone()),
+            None => {
+                return Err(crate::ingest::IngestError::UnknownAccount(
+                    name.clone(),
+                    format!("configured: {}", names.join(", ")),
+                )
+                .into());
+            }
+        },
+        None => None,
+    };
     let client = Client::new(&ctx.settings)?;
     let mut resolver = Resolver::new(&ctx.settings.resolve.per_user, &ctx.settings.resolve.per_app);
     let pending: i64 = store
         .unresolved_counts()
         .await?
         .into_iter()
-        .filter(|(id, _)| ids.iter().any(|(n, i)| i == id && args.account.as_deref().is_none_or(|a| a == n)))
+        .filter(|(id, _)| ids.iter().any(|(n, i)| i == id && only.as_deref().is_none_or(|a| a == n)))
         .map(|(_, n)| n)
         .sum();
     let bar = crate::progress::simple_bar(pending as u64, "names", args.no_progress);
-    let (mut resolved, mut ended) = (0usize, 0usize);
+    let (mut resolved, mut ended, mut stopped) = (0usize, 0usize, 0usize);
     let clock = Clock::System;
     for account in &ctx.settings.accounts {
-        if args.account.as_deref().is_some_and(|a| a != account.name) {
+        if only.as_deref().is_some_and(|a| a != account.name) {
             continue;
         }
         let Some(&id) = ids.get(&account.name) else { continue };
@@ -62,13 +77,14 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     bar.set_message("");
                 }
                 Step::AccountStopped(why) => {
-                    bar.suspend(|| eprintln!("followq: account {}: {why}", account.name));
+                    bar.suspend(|| eprintln!("followq: account {}: {}", account.name, printable(&why)));
                     store.stop_account(id, &why).await?;
+                    stopped += 1;
                     break;
                 }
                 Step::AppStopped(why) => {
                     bar.finish_and_clear();
-                    eprintln!("followq: X refuses the app: {why}");
+                    eprintln!("followq: X refuses the app: {}", printable(&why));
                     store.stop_app(&why, clock.now_ms()).await?;
                     return Ok(super::EXIT_REFUSED);
                 }
@@ -77,5 +93,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
     bar.finish_and_clear();
     crate::outln!("resolved {resolved} usernames; {ended} jobs ended without a follow (not found or suspended)");
+    if stopped > 0 {
+        eprintln!("followq: {stopped} accounts stopped: their names are not resolved (`followq accounts check`)");
+        return Ok(EXIT_PARTIAL);
+    }
     Ok(EXIT_OK)
 }

@@ -8,6 +8,7 @@ use crate::api::Client;
 use crate::config::{self, Limits, Settings};
 use crate::progress::{Bars, Totals};
 use crate::store::{JobState, Outcome, Store, now_ms};
+use crate::text::printable;
 use crate::worker::{self, Ending};
 
 /// Work the queue off within the limits.
@@ -145,7 +146,8 @@ pub async fn work(
     Ok(match ending {
         Ending::AppStopped(why) => {
             eprintln!(
-                "followq: X refuses the app: {why}. No more requests were sent; every job not sent stays queued, and `followq run` tries once more when that is fixed."
+                "followq: X refuses the app: {}. No more requests were sent; every job not sent stays queued, and `followq run` tries once more when that is fixed.",
+                printable(&why)
             );
             super::EXIT_REFUSED
         }
@@ -211,7 +213,7 @@ fn describe(ending: &Ending, queued: i64) -> String {
         Ending::Blocked => {
             format!("{queued} jobs left, but every account that has them is stopped (see `followq status`)")
         }
-        Ending::AppStopped(why) => format!("app stopped: {why}"),
+        Ending::AppStopped(_) => "X refused the app (below)".into(),
     }
 }
 

@@ -21,8 +21,8 @@ consumer_secret = ""
 # of that length, counting every request it sent, across restarts. A profile names X's
 # published limits: "v2" (per account 50/15m and 400/24h; per app 1000/24h, the default with
 # api.version "2") or "v1.1" (400/24h; 1000/24h). Enterprise plans have custom limits: set
-# user and app yourself (that is profile "custom").
-profile = "v2"
+# user and app yourself (that is profile "custom"). Unset, the profile follows api.version.
+# profile = "v2"
 # user = ["50/15m", "400/24h"]         # per account
 # app = ["1000/24h"]                   # for the whole app, every account together
 pace = "spread"                        # "spread": evenly over the binding window; "asap": as soon as allowed

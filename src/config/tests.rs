@@ -63,6 +63,19 @@ fn secrets_are_redacted_in_debug() {
     assert_eq!(s.secrets(), vec!["very-secret"]);
 }
 
+/// Defect (found from the outside): the template set `profile = "v2"`, so the older keys its
+/// own header suggests (`FOLLOWQ_LIMITS_PER_USER=300`) were refused, and `version = "1.1"` kept
+/// v2's limits.
+#[test]
+fn the_template_lets_the_version_pick_the_profile_and_the_old_keys_work() {
+    let s = load_str(TEMPLATE, &[("FOLLOWQ_LIMITS_PER_USER", "300")]).unwrap();
+    assert_eq!((s.limits.profile, s.limits.user.clone()), (Profile::Custom, vec![Window::new(300, 86_400)]));
+    let s = load_str(TEMPLATE, &[("FOLLOWQ_API_VERSION", "1.1")]).unwrap();
+    assert_eq!(s.limits.profile, Profile::V1_1);
+    let s = load_str(&TEMPLATE.replace("version = \"2\"", "version = \"1.1\""), &[]).unwrap();
+    assert_eq!((s.limits.profile, s.limits.user.clone()), (Profile::V1_1, vec![Window::new(400, 86_400)]));
+}
+
 #[test]
 fn the_template_parses() {
     let s = load_str(TEMPLATE, &[]).unwrap();

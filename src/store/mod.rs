@@ -72,6 +72,16 @@ pub struct AccountRow {
     /// The account's id on X, once `GET /2/users/me` told it ('' before).
     pub x_user_id: String,
     pub x_username: String,
+    /// [`token_digest`] of the token `x_user_id` was learnt with.
+    pub x_token_digest: String,
+}
+
+/// A digest of an access token (the public half; never its secret), to tell whether the id kept
+/// for an account was learnt with the token configured now.
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(token.as_bytes());
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// A job claimed for one request: the attempt row exists and counts against both budgets.

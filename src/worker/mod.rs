@@ -19,7 +19,9 @@ use crate::api::classify::{Outcome, Verdict};
 use crate::config::{Account, ApiVersion, Settings};
 use crate::resolve::{Resolver, Step};
 use crate::schedule::{Decision, Limits, Scheduler};
-use crate::store::{Ask, Budget, ClaimResult, RECORD_BATCH, Record, RecordAccount, RecordJob, Store, Written};
+use crate::store::{
+    Ask, Budget, ClaimResult, RECORD_BATCH, Record, RecordAccount, RecordJob, Store, Written, token_digest,
+};
 use crate::text::printable;
 use crate::time::{Clock, Hold, human_ms, local_time};
 
@@ -181,7 +183,7 @@ pub async fn work_off(
 ) -> anyhow::Result<Ending> {
     let clock = opts.clock.clone();
     if let Some((why, at)) = store.app_stopped().await? {
-        warn!(since = %local_time(at), reason = %why, "the last run ended because X refused the app; trying once more");
+        warn!(since = %local_time(at), reason = %printable(&why), "the last run ended because X refused the app; trying once more");
         store.clear_app_stop().await?;
     }
     let sched = load(store, settings, clock.now_ms(), opts.seed).await?;
@@ -192,8 +194,17 @@ pub async fn work_off(
         .collect();
     let v2 = client.version() == ApiVersion::V2;
     // Accounts X told its id before (GET /2/users/me); the others ask when they first send.
-    let sources: HashMap<i64, String> =
-        store.accounts().await?.into_iter().filter(|a| !a.x_user_id.is_empty()).map(|a| (a.id, a.x_user_id)).collect();
+    // (Only when learnt with the token configured now: another token is another X user.)
+    let sources: HashMap<i64, String> = store
+        .accounts()
+        .await?
+        .into_iter()
+        .filter(|a| {
+            let current = accounts.get(&a.id).map(|c| token_digest(&c.token));
+            !a.x_user_id.is_empty() && current.as_deref() == Some(a.x_token_digest.as_str())
+        })
+        .map(|a| (a.id, a.x_user_id))
+        .collect();
     let resolver = v2.then(|| Resolver::new(&settings.resolve.per_user, &settings.resolve.per_app));
     let limits = &settings.limits;
     let budget = Limits::of(limits).budget;
@@ -401,27 +412,27 @@ impl Dispatcher<'_> {
             Ok(r) => r,
             Err(e) => {
                 let why = format!("GET /2/users/me failed ({e}); trying again shortly");
-                warn!(account = %account.name, reason = %why, "account waits");
+                warn!(account = %account.name, reason = %printable(&why), "account waits");
                 self.sched.paused(id, now + self.settings.retry.base.as_millis() as i64, &why, None);
                 return Ok(None);
             }
         };
         if let (200..=299, Some((x_id, username))) = (resp.status, crate::api::parse_me(&resp.body)) {
-            info!(account = %account.name, x_username = %username, x_id = %x_id, "account identified (GET /2/users/me)");
-            self.store.set_identity(id, &x_id, &username).await?;
+            info!(account = %account.name, x_username = %printable(&username), x_id = %printable(&x_id), "account identified (GET /2/users/me)");
+            self.store.set_identity(id, &x_id, &username, &token_digest(&account.token)).await?;
             self.sources.insert(id, x_id);
             return Ok(None);
         }
         match crate::api::classify::classify_v2(resp.status, &resp.body, resp.rl_reset).0 {
             Verdict::AppStopped(why) => return Ok(Some(Ending::AppStopped(why))),
             Verdict::AccountStopped(why) => {
-                warn!(account = %account.name, reason = %why, "account stopped");
+                warn!(account = %account.name, reason = %printable(&why), "account stopped");
                 self.store.stop_account(id, &why).await?;
                 self.sched.stopped(id, &why);
             }
             other => {
                 let why = format!("GET /2/users/me answered HTTP {} ({other:?}); trying again shortly", resp.status);
-                warn!(account = %account.name, reason = %why, "account waits");
+                warn!(account = %account.name, reason = %printable(&why), "account waits");
                 self.sched.paused(id, now + self.settings.retry.max.as_millis() as i64, &why, None);
             }
         }
@@ -447,7 +458,7 @@ impl Dispatcher<'_> {
                 }
             }
             Step::AccountStopped(why) => {
-                warn!(account = %account.name, reason = %why, "account stopped");
+                warn!(account = %account.name, reason = %printable(&why), "account stopped");
                 self.store.stop_account(id, &why).await?;
                 self.sched.stopped(id, &why);
             }
@@ -605,11 +616,11 @@ fn absorb(
     match &record.account {
         Some(RecordAccount::Pause { until, reason, pace_factor }) => {
             sched.paused(id, *until, reason, *pace_factor);
-            warn!(account = %name, until = %local_time(*until), reason = %reason, "account paused");
+            warn!(account = %name, until = %local_time(*until), reason = %printable(reason), "account paused");
         }
         Some(RecordAccount::Stop { reason }) => {
             sched.stopped(id, reason);
-            warn!(account = %name, reason = %reason, "account stopped");
+            warn!(account = %name, reason = %printable(reason), "account stopped");
         }
         None => {}
     }

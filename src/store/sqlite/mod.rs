@@ -200,7 +200,8 @@ impl Store {
     /// Every account the database knows, configured now or not.
     pub async fn accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
         Ok(sqlx::query_as(
-            "select id, name, paused_until, pause_reason, stopped_reason, pace_factor, x_user_id, x_username
+            "select id, name, paused_until, pause_reason, stopped_reason, pace_factor, x_user_id, x_username,
+                    x_token_digest
              from accounts order by name",
         )
         .fetch_all(&self.pool)
@@ -226,15 +227,24 @@ impl Store {
         Ok(())
     }
 
-    /// Keeps who the account is on X (`GET /2/users/me`): its id, the path of its v2 follows.
-    pub async fn set_identity(&self, account_id: i64, x_user_id: &str, x_username: &str) -> Result<(), StoreError> {
-        let changed = sqlx::query("update accounts set x_user_id = ?2, x_username = ?3 where id = ?1")
-            .bind(account_id)
-            .bind(x_user_id)
-            .bind(x_username)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+    /// Keeps who the account is on X (`GET /2/users/me`): its id, the path of its v2 follows,
+    /// and the digest of the token it was learnt with ([`token_digest`]).
+    pub async fn set_identity(
+        &self,
+        account_id: i64,
+        x_user_id: &str,
+        x_username: &str,
+        token_digest: &str,
+    ) -> Result<(), StoreError> {
+        let changed =
+            sqlx::query("update accounts set x_user_id = ?2, x_username = ?3, x_token_digest = ?4 where id = ?1")
+                .bind(account_id)
+                .bind(x_user_id)
+                .bind(x_username)
+                .bind(token_digest)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         if changed != 1 {
             return Err(StoreError::Stale(format!("account {account_id} is not in the database")));
         }

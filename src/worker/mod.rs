@@ -142,6 +142,11 @@ struct Dispatcher<'a> {
     sources: HashMap<i64, String>,
     /// v2: screen names resolved ahead of the follows that need them.
     resolver: Option<Resolver>,
+    /// v2: per account, how many more jobs may be claimed before resolution looks ahead again.
+    /// A look that found the next [`crate::resolve::BATCH`] queued jobs resolved (or resolved
+    /// them) holds for that many claims: new jobs queue behind them, and a retried job was
+    /// resolved before. Spares every claim its query; a claim that finds no job looks again.
+    resolved_ahead: HashMap<i64, i64>,
     /// Until X has answered one follow with something other than a refusal of the app (or a
     /// transport failure), one request at a time: a plan that cannot follow is told so after
     /// one request, not after a slot-full of them.
@@ -223,6 +228,7 @@ pub async fn work_off(
         last_claim: std::time::Instant::now(),
         sources,
         resolver,
+        resolved_ahead: HashMap::new(),
         probing: true,
     };
     let ending = d.work(&shutdown, &opts, observer).await;
@@ -445,11 +451,20 @@ impl Dispatcher<'_> {
         let (Some(resolver), Some(account)) = (self.resolver.as_mut(), self.accounts.get(&id)) else {
             return Ok(Ahead::Go);
         };
+        if self.resolved_ahead.get(&id).is_some_and(|&n| n > 0) {
+            return Ok(Ahead::Go);
+        }
         match resolver.step(self.store, self.client, &self.clock, id, account, true).await? {
-            Step::Nothing | Step::Paused(_) => {}
+            Step::Nothing => {
+                self.resolved_ahead.insert(id, crate::resolve::BATCH as i64);
+            }
+            Step::Paused(_) => {}
             // Names wait for the read budget; the follows whose names are known go meanwhile.
             Step::Wait(t) => return Ok(Ahead::Wait(t)),
             Step::Resolved { ended, .. } => {
+                // Jobs that ended left the queue: later ones, perhaps unresolved, moved up.
+                let mine = ended.iter().filter(|(a, _)| *a == id).count() as i64;
+                self.resolved_ahead.insert(id, crate::resolve::BATCH as i64 - mine);
                 for (account_id, outcome) in &ended {
                     *self.outcomes.entry(*account_id).or_default().entry(outcome.as_str()).or_default() += 1;
                 }
@@ -515,6 +530,9 @@ impl Dispatcher<'_> {
         match claimed {
             ClaimResult::Claimed(claims) => {
                 debug!(account = id, claimed = claims.len(), want, "claimed");
+                if let Some(n) = self.resolved_ahead.get_mut(&id) {
+                    *n -= claims.len() as i64;
+                }
                 let account = self
                     .accounts
                     .get(&id)
@@ -546,10 +564,13 @@ impl Dispatcher<'_> {
                 }
             }
             // Names not resolved yet wait for reads to go again, not the next turn.
-            ClaimResult::NoJob => match read_wait.or_else(|| self.resolver.as_ref().and_then(|r| r.paused(now))) {
-                Some(t) => sched.nothing_ready(id, Some(t)),
-                None => sched.nothing_ready(id, store.next_ready_at(id).await?),
-            },
+            ClaimResult::NoJob => {
+                self.resolved_ahead.remove(&id);
+                match read_wait.or_else(|| self.resolver.as_ref().and_then(|r| r.paused(now))) {
+                    Some(t) => sched.nothing_ready(id, Some(t)),
+                    None => sched.nothing_ready(id, store.next_ready_at(id).await?),
+                }
+            }
             // Paused or stopped from outside this run (`followq accounts`, another process).
             ClaimResult::Paused { until, reason } => sched.paused(id, until, &reason, None),
             ClaimResult::Stopped(reason) => sched.stopped(id, &reason),

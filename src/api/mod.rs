@@ -1,5 +1,6 @@
 //! The X client: OAuth 1.0a signing ([`oauth`]), the requests, and what answers mean ([`classify`]).
 
+pub mod authorize;
 pub mod classify;
 pub mod oauth;
 
@@ -224,7 +225,12 @@ impl Client {
         if let Some(body) = json {
             req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         }
-        let resp = req.header(AUTHORIZATION, auth).send().await.map_err(|e| self.transport(e))?;
+        self.exchange(req.header(AUTHORIZATION, auth)).await
+    }
+
+    /// Sends a signed request and reads its answer (at most [`MAX_BODY`] of it).
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Response, Error> {
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
@@ -300,6 +306,14 @@ pub fn parse_me(body: &str) -> Option<(String, String)> {
     let id = data.get("id")?.as_str()?.to_string();
     let username = data.get("username").and_then(serde_json::Value::as_str).unwrap_or("").to_string();
     (!id.is_empty()).then_some((id, username))
+}
+
+/// `GET account/verify_credentials`' id and screen name (v1.1's "who is this token").
+pub fn parse_verify_credentials(body: &str) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let id = v.get("id_str")?.as_str()?.to_string();
+    let name = v.get("screen_name").and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+    (!id.is_empty()).then_some((id, name))
 }
 
 /// How often [`within_running_time`] counts the time that passed, at most: a quarter of its

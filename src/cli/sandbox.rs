@@ -33,10 +33,11 @@ pub fn config_from(settings: &Settings) -> (Config, bool) {
         lookup_app_window: settings.resolve.per_app,
         ..Config::default()
     };
-    let from_config = !settings.app.consumer_key.is_empty() && settings.accounts.iter().any(|a| !a.token.is_empty());
+    // App keys alone are enough: `followq accounts add` gets the accounts' tokens from here.
+    let from_config = !settings.app.consumer_key.is_empty();
     if from_config {
         c.consumers.insert(settings.app.consumer_key.clone(), settings.app.consumer_secret.expose().to_string());
-        for a in &settings.accounts {
+        for a in settings.accounts.iter().filter(|a| !a.token.is_empty()) {
             c.tokens.insert(a.token.clone(), (a.token_secret.expose().to_string(), a.name.clone()));
         }
     } else {

@@ -37,6 +37,8 @@ const ENV_KEYS: &[&str] = &[
     "FOLLOWQ_RESOLVE_PER_USER",
     "FOLLOWQ_RESOLVE_PER_APP",
     "FOLLOWQ_RUN_CONCURRENCY",
+    "FOLLOWQ_SECRETS",
+    "FOLLOWQ_PIN",
 ];
 
 /// What is allowed but probably a mistake: limits above X's published ones (they hold only for
@@ -103,26 +105,55 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
     }
     let mut seen = HashMap::new();
     for a in &s.accounts {
-        if a.name.is_empty()
-            || a.name.len() > 64
-            || !a.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(invalid("accounts.name", format!("'{}' must be 1-64 of A-Z a-z 0-9 _ -", a.name)));
-        }
-        // Names that differ only in case or in `-` against `_` would read the same
-        // FOLLOWQ_<NAME>_TOKEN: one account's requests could go out as another X account.
+        check_account_name(&a.name)?;
         if let Some(other) = seen.insert(env_name(&a.name), a.name.as_str()) {
-            let message = if other == a.name {
-                format!("'{}' is configured twice", a.name)
-            } else {
-                format!(
-                    "'{other}' and '{}' share the environment names FOLLOWQ_{}_TOKEN/_TOKEN_SECRET: rename one",
-                    a.name,
-                    env_name(&a.name)
-                )
-            };
-            return Err(invalid("accounts.name", message));
+            return Err(name_clash(other, &a.name));
         }
+    }
+    Ok(())
+}
+
+/// An account name followq accepts: 1-64 of A-Z a-z 0-9 _ -.
+pub fn check_account_name(name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(invalid(
+            "accounts.name",
+            format!("'{}' must be 1-64 of A-Z a-z 0-9 _ -", crate::text::printable(name)),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `name` can join `existing` (a name already there is replaced, not a clash).
+/// Names that differ only in case or in `-` against `_` would read the same
+/// FOLLOWQ_<NAME>_TOKEN: one account's requests could go out as another X account.
+pub fn check_new_account<'a>(existing: impl IntoIterator<Item = &'a str>, name: &str) -> Result<(), ConfigError> {
+    check_account_name(name)?;
+    match existing.into_iter().find(|other| *other != name && env_name(other) == env_name(name)) {
+        Some(other) => Err(name_clash(other, name)),
+        None => Ok(()),
+    }
+}
+
+fn name_clash(other: &str, name: &str) -> ConfigError {
+    let message = if other == name {
+        format!("'{name}' is configured twice")
+    } else {
+        format!(
+            "'{other}' and '{name}' share the environment names FOLLOWQ_{}_TOKEN/_TOKEN_SECRET: rename one",
+            env_name(name)
+        )
+    };
+    invalid("accounts.name", message)
+}
+
+/// The app's credentials must be present for anything signed (`accounts add` needs no account).
+pub fn require_app(s: &Settings) -> Result<(), ConfigError> {
+    if s.app.consumer_key.is_empty() || s.app.consumer_secret.is_empty() {
+        return Err(invalid(
+            "app",
+            "consumer_key and consumer_secret are required (or FOLLOWQ_CONSUMER_KEY / FOLLOWQ_CONSUMER_SECRET)",
+        ));
     }
     Ok(())
 }
@@ -166,14 +197,9 @@ fn is_loopback(url: &reqwest::Url) -> bool {
 
 /// Credentials must be present before anything is sent; import and status do not need them.
 pub fn require_credentials(s: &Settings) -> Result<(), ConfigError> {
-    if s.app.consumer_key.is_empty() || s.app.consumer_secret.is_empty() {
-        return Err(invalid(
-            "app",
-            "consumer_key and consumer_secret are required (or FOLLOWQ_CONSUMER_KEY / FOLLOWQ_CONSUMER_SECRET)",
-        ));
-    }
+    require_app(s)?;
     if s.accounts.is_empty() {
-        return Err(invalid("accounts", "no [[accounts]] configured"));
+        return Err(invalid("accounts", "no [[accounts]] configured (`followq accounts add NAME` adds one)"));
     }
     for a in &s.accounts {
         if a.token.is_empty() || a.token_secret.is_empty() {

@@ -12,13 +12,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod checks;
+pub mod edit;
 mod limits;
 mod template;
 mod toml_error;
 
 pub use limits::{Limits, Margin, Pace, Profile, Window};
 
-pub use checks::require_credentials;
+pub use checks::{check_new_account, require_app, require_credentials};
 use checks::{validate, warnings};
 use toml_error::parse_error;
 
@@ -153,6 +154,8 @@ pub struct Settings {
     pub inbox: PathBuf,
     /// The file the settings came from, if it existed.
     pub source: Option<PathBuf>,
+    /// The secrets file account tokens were also read from (`secrets`, or FOLLOWQ_SECRETS).
+    pub secrets_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -171,6 +174,7 @@ impl Default for Settings {
             accounts: Vec::new(),
             inbox: PathBuf::from("jobs/inbox"),
             source: None,
+            secrets_file: None,
         }
     }
 }
@@ -210,6 +214,23 @@ struct RawFile {
     #[serde(default)]
     accounts: Vec<RawAccount>,
     inbox: Option<PathBuf>,
+    /// A file of account tokens (`[accounts.NAME]`), relative to this file's folder.
+    secrets: Option<PathBuf>,
+}
+
+/// The secrets file: tokens by account name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    #[serde(default)]
+    accounts: std::collections::BTreeMap<String, RawTokens>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    token: Option<String>,
+    token_secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,8 +325,25 @@ pub fn load(src: &Sources<'_>) -> Result<Settings, ConfigError> {
         Err(e) => return Err(ConfigError::Read { path: src.path.to_path_buf(), source: e }),
     };
     let source = src.path.exists().then(|| src.path.to_path_buf());
-    let mut s = merge(raw, &src.env)?;
+    let secrets_file = env_or(&src.env, &["FOLLOWQ_SECRETS"])
+        .map(PathBuf::from)
+        .or_else(|| raw.secrets.as_ref().map(|p| edit::beside(src.path, p)));
+    let secrets = match &secrets_file {
+        Some(path) => read_secrets(path)?,
+        None => RawSecrets::default(),
+    };
+    if let Some(path) = &secrets_file {
+        for name in secrets.accounts.keys().filter(|n| !raw.accounts.iter().any(|a| &a.name == *n)) {
+            tracing::warn!(
+                "{}: tokens for '{name}', who has no [[accounts]] entry in {}: ignored",
+                path.display(),
+                src.path.display()
+            );
+        }
+    }
+    let mut s = merge(raw, &src.env, secrets)?;
     s.source = source;
+    s.secrets_file = secrets_file;
     validate(&s)?;
     for w in warnings(&s, &src.env) {
         tracing::warn!("{w}");
@@ -313,11 +351,18 @@ pub fn load(src: &Sources<'_>) -> Result<Settings, ConfigError> {
     Ok(s)
 }
 
+/// Reads a secrets file (it must exist: the config names it).
+fn read_secrets(path: &Path) -> Result<RawSecrets, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.to_path_buf(), source: e })?;
+    warn_if_world_readable(path);
+    toml::from_str::<RawSecrets>(&text).map_err(|e| parse_error(path, &text, &e))
+}
+
 fn env_or<'a>(env: &'a HashMap<String, String>, keys: &[&str]) -> Option<&'a String> {
     keys.iter().find_map(|k| env.get(*k).filter(|v| !v.is_empty()))
 }
 
-fn merge(raw: RawFile, env: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+fn merge(raw: RawFile, env: &HashMap<String, String>, mut secrets: RawSecrets) -> Result<Settings, ConfigError> {
     let mut s = Settings::default();
     let e = |keys: &[&str]| env_or(env, keys).cloned();
 
@@ -399,8 +444,10 @@ fn merge(raw: RawFile, env: &HashMap<String, String>) -> Result<Settings, Config
 
     for a in raw.accounts {
         let upper = env_name(&a.name);
-        let token = e(&[&format!("FOLLOWQ_{upper}_TOKEN")]).or(a.token).unwrap_or_default();
-        let secret = e(&[&format!("FOLLOWQ_{upper}_TOKEN_SECRET")]).or(a.token_secret).unwrap_or_default();
+        let kept = secrets.accounts.remove(&a.name).unwrap_or_default();
+        let token = e(&[&format!("FOLLOWQ_{upper}_TOKEN")]).or(a.token).or(kept.token).unwrap_or_default();
+        let secret =
+            e(&[&format!("FOLLOWQ_{upper}_TOKEN_SECRET")]).or(a.token_secret).or(kept.token_secret).unwrap_or_default();
         s.accounts.push(Account { name: a.name, token, token_secret: Secret::new(secret) });
     }
     Ok(s)

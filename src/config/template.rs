@@ -40,8 +40,10 @@ per_app = "300/15m"                    # which is fine for a read (a 429 only co
 [run]
 concurrency = 1                        # requests in flight at once (a crash can leave this many unanswered)
 
-# One block per X account to follow from. Tokens may come from FOLLOWQ_<NAME>_TOKEN and
-# FOLLOWQ_<NAME>_TOKEN_SECRET instead (NAME in upper case, '-' as '_').
+# One block per X account to follow from: `followq accounts add NAME` writes it, through X's
+# PIN flow. Tokens may come from FOLLOWQ_<NAME>_TOKEN and FOLLOWQ_<NAME>_TOKEN_SECRET instead
+# (NAME in upper case, '-' as '_'), or from a file of their own named at the top of this file
+# (`secrets = "followq.secrets.toml"`; `accounts add --secrets-file` writes both).
 # [[accounts]]
 # name = "alice"
 # token = ""

@@ -271,3 +271,37 @@ fn a_bad_window_or_a_mix_of_old_and_new_keys_names_its_key() {
         assert!(err.starts_with(key) && err.contains(says), "{text}: {err}");
     }
 }
+
+#[test]
+fn a_secrets_file_fills_tokens_after_the_environment_and_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("followq.toml");
+    std::fs::write(
+        &path,
+        "secrets = \"private/s.toml\"\n[[accounts]]\nname = \"alice\"\n[[accounts]]\nname = \"bob\"\ntoken = \"t-bob-config\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("private")).unwrap();
+    let secrets = dir.path().join("private/s.toml");
+    std::fs::write(
+        &secrets,
+        "[accounts.alice]\ntoken = \"t-alice\"\ntoken_secret = \"s-alice\"\n[accounts.bob]\ntoken = \"t-bob-file\"\ntoken_secret = \"s-bob\"\n",
+    )
+    .unwrap();
+    let env = HashMap::from([("FOLLOWQ_ALICE_TOKEN_SECRET".to_string(), "s-alice-env".to_string())]);
+    // Read from another folder: the secrets path is the config's folder's, not the process's.
+    let s = load(&Sources { path: &path, explicit: true, env }).unwrap();
+    let a = s.account("alice").unwrap();
+    assert_eq!((a.token.as_str(), a.token_secret.expose()), ("t-alice", "s-alice-env"), "env over file");
+    let b = s.account("bob").unwrap();
+    assert_eq!((b.token.as_str(), b.token_secret.expose()), ("t-bob-config", "s-bob"), "config over file");
+    assert_eq!(s.secrets_file.as_deref(), Some(secrets.as_path()));
+    assert!(s.secrets().contains(&"s-bob"));
+
+    std::fs::write(&secrets, "[accounts.alice]\ntoken = \"t\"\ntokn_secret = \"oops\"\n").unwrap();
+    let err = load(&Sources { path: &path, explicit: true, env: HashMap::new() }).unwrap_err().to_string();
+    assert!(err.contains("s.toml") && err.contains("tokn_secret") && !err.contains("oops"), "{err}");
+    std::fs::remove_file(&secrets).unwrap();
+    let err = load(&Sources { path: &path, explicit: true, env: HashMap::new() }).unwrap_err().to_string();
+    assert!(err.contains("private/s.toml"), "a missing secrets file is named: {err}");
+}

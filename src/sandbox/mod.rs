@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::time::Clock;
 
-use world::{Reply, World};
+pub use world::NotApproved;
+use world::{Reply, World, authorize_page};
 
 /// A scripted answer: HTTP status and X error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +135,12 @@ impl Sandbox {
         let addr = listener.local_addr()?;
         let world = Arc::new(Mutex::new(World::new(config)));
         let stop = CancellationToken::new();
-        let app =
-            Router::new().route("/_sandbox/stats", get(stats_handler)).fallback(api_handler).with_state(world.clone());
+        let app = Router::new()
+            .route("/_sandbox/stats", get(stats_handler))
+            .route("/_sandbox/authorize", get(approve_handler))
+            .route("/oauth/authorize", get(authorize_page_handler))
+            .fallback(api_handler)
+            .with_state(world.clone());
         let token = stop.clone();
         tokio::spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await });
@@ -181,6 +186,12 @@ impl Sandbox {
         self.world.lock().unwrap_or_else(|p| p.into_inner()).config.refuse = refusal;
     }
 
+    /// The account `screen_name` approves the app for this request token (as at
+    /// `oauth/authorize`): the PIN it is shown.
+    pub fn approve(&self, request_token: &str, screen_name: &str) -> Result<String, NotApproved> {
+        self.world.lock().unwrap_or_else(|p| p.into_inner()).approve(request_token, screen_name)
+    }
+
     /// Changes the fault rates.
     pub fn set_faults(&self, faults: Faults) {
         self.world.lock().unwrap_or_else(|p| p.into_inner()).set_faults(faults);
@@ -190,6 +201,41 @@ impl Sandbox {
 async fn stats_handler(State(world): State<Arc<Mutex<World>>>) -> Response {
     let stats = world.lock().unwrap_or_else(|p| p.into_inner()).stats();
     axum::Json(stats).into_response()
+}
+
+/// `oauth_token` and `screen_name`, from a query.
+#[derive(serde::Deserialize)]
+struct Approval {
+    #[serde(default)]
+    oauth_token: String,
+    screen_name: Option<String>,
+}
+
+/// `GET /_sandbox/authorize?oauth_token=…&screen_name=…`: approves as that account and answers
+/// `{"pin": …}` — what a test does in place of a person at the browser.
+async fn approve_handler(State(world): State<Arc<Mutex<World>>>, Query(q): Query<Approval>) -> Response {
+    let name = q.screen_name.unwrap_or_default();
+    match world.lock().unwrap_or_else(|p| p.into_inner()).approve(&q.oauth_token, &name) {
+        Ok(pin) => axum::Json(serde_json::json!({"pin": pin, "screen_name": name})).into_response(),
+        Err(e) => {
+            let status = match e {
+                NotApproved::Invalid => StatusCode::NOT_FOUND,
+                NotApproved::AlreadyApproved => StatusCode::FORBIDDEN,
+                NotApproved::BadName => StatusCode::BAD_REQUEST,
+            };
+            (status, axum::Json(serde_json::json!({"error": format!("{e:?}")}))).into_response()
+        }
+    }
+}
+
+/// `GET /oauth/authorize?oauth_token=…`: the page a person sees — a name to sign in as, then
+/// the PIN.
+async fn authorize_page_handler(State(world): State<Arc<Mutex<World>>>, Query(q): Query<Approval>) -> Response {
+    let outcome = q.screen_name.map(|name| {
+        world.lock().unwrap_or_else(|p| p.into_inner()).approve(&q.oauth_token, &name).map(|pin| (pin, name))
+    });
+    let (status, html) = authorize_page(&q.oauth_token, outcome);
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), axum::response::Html(html)).into_response()
 }
 
 async fn api_handler(

@@ -14,7 +14,10 @@ use super::Window;
 use super::limits::{Fault, Faults, Rolling};
 use super::{Config, Scripted, auth};
 
+mod oauth;
 mod v2;
+
+pub use oauth::{NotApproved, authorize_page};
 
 /// What the sandbox saw.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -48,6 +51,11 @@ pub struct Stats {
     pub refused: u64,
     /// Lookups that arrived while a lookup window was full.
     pub lookup_violations: u64,
+    /// The PIN flow: request tokens given, access tokens given, and steps refused (a wrong or
+    /// missing PIN, a spent or unknown request token, a callback other than `oob`).
+    pub request_tokens: u64,
+    pub access_tokens: u64,
+    pub oauth_refused: u64,
 }
 
 /// The most requests inside any one window, per account and for the app.
@@ -160,7 +168,28 @@ pub struct World {
     pending: HashSet<(String, u64)>,
     scripts: HashMap<String, VecDeque<Scripted>>,
     sticky: HashMap<String, Scripted>,
+    /// Request tokens of the PIN flow, not yet spent.
+    request_tokens: HashMap<String, oauth::Pending>,
     stats: Stats,
+}
+
+/// A request whose signature verified: its token (empty for [`Signed::App`]), its own
+/// parameters, and its `Authorization` header.
+struct Authenticated {
+    token: String,
+    params: Vec<(String, String)>,
+    header: auth::Header,
+}
+
+/// What a request's signature is made with, beyond the consumer secret.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signed {
+    /// An access token the sandbox knows: every API call.
+    Token,
+    /// Nothing more, and no `oauth_token`: `oauth/request_token`.
+    App,
+    /// A live request token of the same consumer: `oauth/access_token`.
+    RequestToken,
 }
 
 fn error_body(code: i64, message: &str) -> String {
@@ -210,6 +239,7 @@ impl World {
             pending: HashSet::new(),
             scripts: HashMap::new(),
             sticky: HashMap::new(),
+            request_tokens: HashMap::new(),
             stats: Stats::default(),
         }
     }
@@ -305,15 +335,30 @@ impl World {
             ("GET", "/2/users/me", _) => Route::Me,
             ("GET", "/2/users/by", _) => Route::UsersBy,
             ("POST", _, Some(source)) => Route::FollowV2(source.to_string()),
+            ("POST", "/oauth/request_token", _) => Route::RequestToken,
+            ("POST", "/oauth/access_token", _) => Route::AccessToken,
             _ => {
                 let body = error_body(34, "Sorry, that page does not exist.");
                 return Reply::Answer(self.answer(404, body, Vec::new()));
             }
         };
-        let (token, params) = match self.authenticate(req) {
+        let signed = match route {
+            Route::RequestToken => Signed::App,
+            Route::AccessToken => Signed::RequestToken,
+            _ => Signed::Token,
+        };
+        let Authenticated { token, params, header } = match self.authenticate(req, signed) {
             Ok(x) => x,
             Err(reply) => return reply,
         };
+        match route {
+            Route::RequestToken => {
+                let ck = header.get("oauth_consumer_key").unwrap_or_default().to_string();
+                return self.request_token(&ck, header.get("oauth_callback"));
+            }
+            Route::AccessToken => return self.access_token(&token, header.get("oauth_verifier")),
+            _ => {}
+        }
         if let Some(s) = self.sticky.get(&token).copied() {
             return self.error(s.status, s.code);
         }
@@ -333,11 +378,17 @@ impl World {
                 let body = json!({"id_str": user_for_name(&name).id.to_string(), "screen_name": name}).to_string();
                 Reply::Answer(self.answer(200, body, Vec::new()))
             }
+            Route::RequestToken | Route::AccessToken => unreachable!("answered above"),
         }
     }
 
-    /// Verifies the OAuth signature; returns the token and the request's own parameters.
-    fn authenticate(&mut self, req: &Request) -> Result<(String, Vec<(String, String)>), Reply> {
+    /// Verifies the OAuth signature, made as `signed` says; returns the token (empty for
+    /// [`Signed::App`]), the request's own parameters and the header.
+    fn authenticate(
+        &mut self,
+        req: &Request,
+        signed: Signed,
+    ) -> Result<Authenticated, Reply> {
         let Some(header) = req.authorization.as_deref().and_then(auth::parse_header) else {
             self.stats.bad_signatures += 1;
             return Err(self.error(400, 215));
@@ -349,21 +400,38 @@ impl World {
         let request_params = params.clone();
         params.extend(header.params.iter().cloned());
         let get = |k: &str| header.get(k).map(str::to_string);
-        let (Some(ck), Some(token), Some(ts), Some(nonce)) =
-            (get("oauth_consumer_key"), get("oauth_token"), get("oauth_timestamp"), get("oauth_nonce"))
+        let token = get("oauth_token");
+        let (Some(ck), Some(ts), Some(nonce)) = (get("oauth_consumer_key"), get("oauth_timestamp"), get("oauth_nonce"))
         else {
             self.stats.bad_signatures += 1;
             return Err(self.error(400, 215));
         };
+        if token.is_some() == (signed == Signed::App) {
+            self.stats.bad_signatures += 1;
+            return Err(self.error(400, 215));
+        }
+        let token = token.unwrap_or_default();
         if header.get("oauth_signature_method") != Some("HMAC-SHA1")
             || header.get("oauth_version").is_some_and(|v| v != "1.0")
         {
             self.stats.bad_signatures += 1;
             return Err(self.error(401, 32));
         }
-        let (Some(cs), Some((secret, _))) =
-            (self.config.consumers.get(&ck).cloned(), self.config.tokens.get(&token).cloned())
-        else {
+        let secret = match signed {
+            Signed::Token => self.config.tokens.get(&token).map(|(s, _)| s.clone()),
+            Signed::App => Some(String::new()),
+            Signed::RequestToken => match self.request_token_secret(&token) {
+                Some((of, secret)) if of == ck => Some(secret),
+                _ => {
+                    // Unknown, spent or expired: X answers in plain text.
+                    self.stats.oauth_refused += 1;
+                    let body = "Invalid request token.".to_string();
+                    let headers = vec![("content-type", "text/plain; charset=utf-8".into())];
+                    return Err(Reply::Answer(self.answer(401, body, headers)));
+                }
+            },
+        };
+        let (Some(cs), Some(secret)) = (self.config.consumers.get(&ck).cloned(), secret) else {
             self.stats.bad_signatures += 1;
             return Err(self.error(401, 32));
         };
@@ -383,7 +451,7 @@ impl World {
             self.stats.bad_signatures += 1;
             return Err(self.error(401, 32));
         }
-        Ok((token, request_params))
+        Ok(Authenticated { token, params: request_params, header })
     }
 
     fn create(&mut self, token: &str, params: &[(String, String)]) -> Reply {
@@ -599,6 +667,8 @@ impl World {
 }
 
 enum Route {
+    RequestToken,
+    AccessToken,
     Me,
     UsersBy,
     /// `POST /2/users/{source}/following`.

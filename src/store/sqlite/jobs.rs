@@ -158,6 +158,46 @@ impl Store {
         Ok(qb.build().execute(&self.pool).await?.rows_affected())
     }
 
+    /// An account's queued jobs: (never sent, sent before and queued again after a transient
+    /// failure).
+    pub async fn queued_of(&self, account_id: i64) -> Result<(u64, u64), StoreError> {
+        let (fresh, tried): (i64, i64) = sqlx::query_as(
+            "select coalesce(sum(attempts = 0), 0), coalesce(sum(attempts > 0), 0)
+             from jobs where account_id = ?1 and state = 'queued'",
+        )
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((fresh as u64, tried as u64))
+    }
+
+    /// Deletes an account's queued jobs that were never sent (an account removed with
+    /// `--drop-jobs`). A job that was sent stays: its attempts are in the ledger, which is never
+    /// rewritten. Returns how many went.
+    pub async fn drop_unsent(&self, account_id: i64) -> Result<u64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let dropped = sqlx::query("delete from jobs where account_id = ?1 and state = 'queued' and attempts = 0")
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if dropped > 0 {
+            let changed = sqlx::query(
+                "update job_counts set n = n - ?2 where account_id = ?1 and state = 'queued' and outcome = ''",
+            )
+            .bind(account_id)
+            .bind(dropped as i64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed != 1 {
+                return Err(StoreError::Stale(format!("account {account_id}'s queued count is missing")));
+            }
+        }
+        tx.commit().await?;
+        Ok(dropped)
+    }
+
     /// Per account id: queued jobs (a claim that finds none ready yet asks
     /// [`Store::next_ready_at`]).
     pub async fn queued_counts(&self) -> Result<Vec<(i64, i64)>, StoreError> {

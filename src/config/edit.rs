@@ -1,0 +1,307 @@
+//! Changes to `followq.toml` and its secrets file that `followq accounts add|remove` make: edited
+//! in place with toml_edit, so every comment, blank line and key order the user wrote stays, and
+//! written whole or not at all (a temporary file beside it, mode 0600, synced, renamed over it).
+
+use std::path::{Path, PathBuf};
+
+use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value};
+
+use super::{ConfigError, TEMPLATE, invalid};
+
+/// The first lines of a secrets file `followq accounts add` creates.
+const SECRETS_HEADER: &str = "# followq's account tokens, written by `followq accounts add` and read through the\n\
+# `secrets` key of followq.toml. Keep this file mode 0600 and out of version control.\n";
+
+/// A TOML file being edited.
+pub struct TomlFile {
+    pub path: PathBuf,
+    doc: DocumentMut,
+    /// False when the file does not exist yet (it is written from a template).
+    pub exists: bool,
+}
+
+impl TomlFile {
+    /// Reads `path` for editing; a file that does not exist starts as `template`.
+    fn open(path: &Path, template: &str) -> Result<TomlFile, ConfigError> {
+        let (text, exists) = match std::fs::read_to_string(path) {
+            Ok(t) => (t, true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (template.to_string(), false),
+            Err(e) => return Err(ConfigError::Read { path: path.to_path_buf(), source: e }),
+        };
+        let doc = text.parse::<DocumentMut>().map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: format!("cannot be edited: {}", e.message()),
+        })?;
+        Ok(TomlFile { path: path.to_path_buf(), doc, exists })
+    }
+
+    /// Writes the file: whole or not at all, mode 0600. A symbolic link is followed (the file
+    /// it names is replaced, the link kept).
+    pub fn save(&self) -> Result<(), ConfigError> {
+        write_private(&self.path, &self.doc.to_string())
+            .map_err(|e| ConfigError::Read { path: self.path.clone(), source: e })
+    }
+}
+
+/// `followq.toml`, for adding and removing accounts.
+pub struct ConfigFile(pub TomlFile);
+
+impl ConfigFile {
+    /// Reads the config for editing (a missing one starts as `followq init`'s template).
+    pub fn open(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let file = TomlFile::open(path, TEMPLATE)?;
+        if let Some(item) = file.doc.get("accounts")
+            && !item.is_array_of_tables()
+        {
+            return Err(invalid("accounts", "must be a list of [[accounts]] tables to be edited"));
+        }
+        Ok(ConfigFile(file))
+    }
+
+    fn accounts(&self) -> Option<&ArrayOfTables> {
+        self.0.doc.get("accounts").and_then(Item::as_array_of_tables)
+    }
+
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.accounts()?.iter().position(|t| t.get("name").and_then(Item::as_str) == Some(name))
+    }
+
+    /// True when an `[[accounts]]` entry has this name.
+    pub fn has_account(&self, name: &str) -> bool {
+        self.index_of(name).is_some()
+    }
+
+    /// The secrets file the config names (`secrets = "…"`, relative to the config's folder).
+    pub fn secrets_path(&self) -> Option<PathBuf> {
+        let rel = self.0.doc.get("secrets").and_then(Item::as_str)?;
+        Some(beside(&self.0.path, Path::new(rel)))
+    }
+
+    /// Names the secrets file, as written (a path relative to the config's folder, or absolute).
+    pub fn set_secrets_path(&mut self, written: &str) {
+        set_string(self.0.doc.as_table_mut(), "secrets", written);
+    }
+
+    /// Sets the account's tokens (None: its tokens live in the secrets file, and any here go),
+    /// adding its entry when there is none.
+    pub fn set_account(&mut self, name: &str, tokens: Option<(&str, &str)>) {
+        let index = self.index_of(name);
+        let doc = &mut self.0.doc;
+        if !doc.contains_key("accounts") {
+            doc.insert("accounts", Item::ArrayOfTables(ArrayOfTables::new()));
+        }
+        let trailing = doc.trailing().as_str().unwrap_or("").to_string();
+        let first = index.is_none() && doc["accounts"].as_array_of_tables().is_some_and(ArrayOfTables::is_empty);
+        let Some(list) = doc["accounts"].as_array_of_tables_mut() else { return };
+        let table = match index {
+            Some(i) => list.get_mut(i).expect("index_of found it"),
+            None => {
+                let mut t = Table::new();
+                t.insert("name", Item::Value(Value::from(name)));
+                list.push(t);
+                list.get_mut(list.len() - 1).expect("just pushed")
+            }
+        };
+        if index.is_none() {
+            // A comment that ends the file (the template's example block) reads as the new
+            // entry's preface; else a blank line sets the entry apart.
+            let prefix = if first && !trailing.trim().is_empty() { trailing.clone() } else { "\n".to_string() };
+            table.decor_mut().set_prefix(prefix);
+        }
+        match tokens {
+            Some((token, secret)) => {
+                set_string(table, "token", token);
+                set_string(table, "token_secret", secret);
+            }
+            None => {
+                table.remove("token");
+                table.remove("token_secret");
+            }
+        }
+        if first && index.is_none() && !trailing.trim().is_empty() {
+            doc.set_trailing("");
+        }
+    }
+
+    /// Removes the account's entry; false when there was none.
+    pub fn remove_account(&mut self, name: &str) -> bool {
+        let Some(i) = self.index_of(name) else { return false };
+        if let Some(list) = self.0.doc.get_mut("accounts").and_then(Item::as_array_of_tables_mut) {
+            list.remove(i);
+        }
+        true
+    }
+}
+
+/// The secrets file: `[accounts.NAME]` tables of `token` and `token_secret`.
+pub struct SecretsFile(pub TomlFile);
+
+impl SecretsFile {
+    pub fn open(path: &Path) -> Result<SecretsFile, ConfigError> {
+        Ok(SecretsFile(TomlFile::open(path, SECRETS_HEADER)?))
+    }
+
+    fn accounts_mut(&mut self) -> &mut Table {
+        let doc = &mut self.0.doc;
+        if !doc.get("accounts").is_some_and(Item::is_table) {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            doc.insert("accounts", Item::Table(t));
+        }
+        doc["accounts"].as_table_mut().expect("just made a table")
+    }
+
+    /// True when the file holds tokens for this account.
+    pub fn has_account(&self, name: &str) -> bool {
+        self.0.doc.get("accounts").and_then(|a| a.get(name)).is_some()
+    }
+
+    pub fn set_account(&mut self, name: &str, token: &str, secret: &str) {
+        // A file that is only its header comment: the header goes before the first table.
+        let trailing = self.0.doc.trailing().as_str().unwrap_or("").to_string();
+        let accounts = self.accounts_mut();
+        if !accounts.contains_key(name) {
+            let mut t = Table::new();
+            let first = accounts.is_empty() && !trailing.trim().is_empty();
+            t.decor_mut().set_prefix(if first { trailing.as_str() } else { "\n" });
+            accounts.insert(name, Item::Table(t));
+            if first {
+                self.0.doc.set_trailing("");
+            }
+        }
+        let accounts = self.accounts_mut();
+        if let Some(t) = accounts.get_mut(name).and_then(Item::as_table_mut) {
+            set_string(t, "token", token);
+            set_string(t, "token_secret", secret);
+        }
+    }
+
+    /// Removes the account's tokens; false when there were none.
+    pub fn remove_account(&mut self, name: &str) -> bool {
+        self.accounts_mut().remove(name).is_some()
+    }
+}
+
+/// `path` read relative to the folder of `config` (as a `secrets` key means it).
+pub fn beside(config: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    config.parent().map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
+}
+
+/// Sets a string, keeping the decor (a comment after it) of the value it replaces.
+fn set_string(table: &mut Table, key: &str, v: &str) {
+    let mut value = Value::from(v);
+    if let Some(old) = table.get(key).and_then(Item::as_value) {
+        *value.decor_mut() = old.decor().clone();
+    }
+    table.insert(key, Item::Value(value));
+}
+
+/// Writes `text` to `path` whole or not at all, mode 0600: a temporary file beside it, synced,
+/// then renamed over it (and the folder synced, so the rename survives a power loss).
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    // Through a symbolic link (a config kept with other dotfiles): replace what it names.
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.followq-{}.tmp", std::process::id()));
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let written = (|| {
+        let mut f = o.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &target)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edited(text: &str, f: impl FnOnce(&mut ConfigFile)) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("followq.toml");
+        std::fs::write(&path, text).unwrap();
+        let mut c = ConfigFile::open(&path).unwrap();
+        f(&mut c);
+        c.0.save().unwrap();
+        std::fs::read_to_string(&path).unwrap()
+    }
+
+    #[test]
+    fn an_added_account_keeps_every_comment_and_takes_the_template_s_example_as_its_preface() {
+        let out = edited(TEMPLATE, |c| c.set_account("alice", Some(("tok-a", "sec-a"))));
+        for line in TEMPLATE.lines() {
+            assert!(out.contains(line), "lost: {line:?}\n{out}");
+        }
+        assert!(
+            out.ends_with(
+                "# token_secret = \"\"\n[[accounts]]\nname = \"alice\"\ntoken = \"tok-a\"\ntoken_secret = \"sec-a\"\n"
+            ),
+            "{out}"
+        );
+        let out2 = edited(&out, |c| c.set_account("bob", Some(("tok-b", "sec-b"))));
+        assert!(out2.starts_with(&out), "the first account as it was:\n{out2}");
+        assert!(
+            out2.ends_with("\n\n[[accounts]]\nname = \"bob\"\ntoken = \"tok-b\"\ntoken_secret = \"sec-b\"\n"),
+            "{out2}"
+        );
+        let parsed: toml::Table = toml::from_str(&out2).unwrap();
+        assert_eq!(parsed["accounts"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn replacing_tokens_keeps_their_comments_and_removing_leaves_the_others() {
+        let text = "# mine\n[app]\nconsumer_key = \"k\"\n\n[[accounts]]\nname = \"alice\"\ntoken = \"old\"  # from the portal\ntoken_secret = \"old-s\"\n\n# bob's\n[[accounts]]\nname = \"bob\"\n";
+        let out = edited(text, |c| c.set_account("alice", Some(("new", "new-s"))));
+        assert!(out.contains("token = \"new\"  # from the portal\n") && !out.contains("old"), "{out}");
+        let out = edited(&out, |c| assert!(c.remove_account("alice")));
+        assert_eq!(out, "# mine\n[app]\nconsumer_key = \"k\"\n\n# bob's\n[[accounts]]\nname = \"bob\"\n");
+        let out = edited(&out, |c| {
+            assert!(!c.remove_account("carol"));
+            c.set_account("bob", None);
+            c.set_secrets_path("followq.secrets.toml");
+        });
+        assert!(out.starts_with("secrets = \"followq.secrets.toml\"\n# mine\n"), "{out}");
+    }
+
+    #[test]
+    fn the_secrets_file_is_keyed_by_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        let mut s = SecretsFile::open(&path).unwrap();
+        assert!(!s.0.exists);
+        s.set_account("alice", "t", "ts");
+        s.set_account("bob-2", "u", "us");
+        s.0.save().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(SECRETS_HEADER), "{text}");
+        let parsed: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(parsed["accounts"]["bob-2"]["token_secret"].as_str(), Some("us"));
+        let mut s = SecretsFile::open(&path).unwrap();
+        assert!(s.has_account("alice") && s.remove_account("alice") && !s.has_account("alice"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+}

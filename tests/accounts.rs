@@ -1,0 +1,372 @@
+//! `followq accounts add|remove|list` through the real binary and the sandbox's PIN flow: the
+//! user's terminal played by the test (it reads the page from stdout, approves it at the
+//! sandbox, types the PIN).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{CONSUMER_KEY, CONSUMER_SECRET, Env};
+use followq::api::Client;
+use followq::api::authorize::{FlowError, RequestToken};
+use followq::config::{Secret, TEMPLATE};
+use followq::sandbox::{NotApproved, Sandbox};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// What a command printed and how it ended.
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// A folder with `followq init`'s commented template, pointed at the sandbox with the test
+/// app's keys and no account; limits that let a few follows go at once.
+fn env_from_template(base_url: &str) -> Env {
+    let env = Env::new(&[], base_url, "");
+    let text = TEMPLATE
+        .replace("base_url = \"https://api.twitter.com\"", &format!("base_url = \"{base_url}\""))
+        .replace("consumer_key = \"\"", &format!("consumer_key = \"{CONSUMER_KEY}\""))
+        .replace("consumer_secret = \"\"", &format!("consumer_secret = \"{CONSUMER_SECRET}\""))
+        .replace("pace = \"spread\"", "pace = \"asap\"");
+    env.write("followq.toml", text);
+    set_mode(&env.path("followq.toml"), 0o600);
+    env
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn command(env: &Env, args: &[&str], path: Option<&str>) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("followq"));
+    c.current_dir(env.dir.path()).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FOLLOWQ_") {
+            c.env_remove(k);
+        }
+    }
+    if let Some(p) = path {
+        c.env("PATH", p);
+    }
+    c.kill_on_drop(true);
+    c
+}
+
+/// `followq ARGS` as a person at the terminal: reads stdout up to the authorization page,
+/// approves it at the sandbox as `screen_name`, and types the PIN shown. `pin` overrides what
+/// is typed (a mistyped PIN).
+async fn add(env: &Env, sb: &Sandbox, args: &[&str], screen_name: &str, pin: Option<&str>) -> Ran {
+    add_with_path(env, sb, args, screen_name, pin, None).await
+}
+
+async fn add_with_path(
+    env: &Env,
+    sb: &Sandbox,
+    args: &[&str],
+    screen_name: &str,
+    pin: Option<&str>,
+    path: Option<&str>,
+) -> Ran {
+    let mut child = command(env, args, path).spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let err_task = tokio::spawn(async move {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).await.unwrap();
+        s
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    let mut token = None;
+    while token.is_none() {
+        let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.unwrap().unwrap()
+        else {
+            break;
+        };
+        token = line.split("oauth_token=").nth(1).map(|t| t.split_whitespace().next().unwrap_or("").to_string());
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    if let Some(token) = &token {
+        let shown = sb.approve(token, screen_name).unwrap();
+        let typed = pin.unwrap_or(&shown);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{typed}\n").as_bytes()).await.unwrap();
+    }
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.unwrap().unwrap() {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
+    Ran { code: status.code(), stdout, stderr: err_task.await.unwrap() }
+}
+
+/// `followq ARGS` with nothing typed.
+async fn run(env: &Env, args: &[&str]) -> Ran {
+    let child = command(env, args, None).stdin(Stdio::null()).spawn().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.unwrap().unwrap();
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The tokens `accounts add` wrote for `name`, from the config or the secrets file.
+fn tokens_of(env: &Env, file: &str, name: &str) -> (String, String) {
+    let t: toml::Table = toml::from_str(&common::read(&env.path(file))).unwrap();
+    let entry = match t.get("accounts").unwrap() {
+        toml::Value::Array(list) => list.iter().find(|a| a["name"].as_str() == Some(name)).unwrap().clone(),
+        toml::Value::Table(by_name) => by_name[name].clone(),
+        other => panic!("{other:?}"),
+    };
+    (entry["token"].as_str().unwrap().to_string(), entry["token_secret"].as_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_added_with_the_pin_flow_then_follow_with_no_bad_signature() {
+    let sb = common::sandbox(&[], 400, 1000, Duration::from_secs(86_400)).await;
+    let env = env_from_template(&sb.base_url());
+    // --open: a stand-in for the desktop's opener records the page it was given.
+    let bin = tempfile::tempdir().unwrap();
+    let opened = bin.path().join("opened");
+    let opener = bin.path().join("xdg-open");
+    std::fs::write(&opener, format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", opened.display())).unwrap();
+    set_mode(&opener, 0o755);
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+
+    let alice =
+        add_with_path(&env, &sb, &["-vv", "accounts", "add", "alice", "--open"], "alice_real", None, Some(&path)).await;
+    assert_eq!(alice.code, Some(0), "{}\n{}", alice.stdout, alice.stderr);
+    let id = followq::sandbox::user_id("alice_real");
+    assert!(
+        alice.stdout.contains(&format!("added alice as @alice_real (id {id}); tokens in followq.toml (mode 0600)")),
+        "{}",
+        alice.stdout
+    );
+    let page = alice.stdout.lines().find(|l| l.contains("/oauth/authorize?oauth_token=")).unwrap().trim().to_string();
+    assert_eq!(common::read(&opened), page, "--open opened the page it printed");
+    assert!(alice.stdout.contains("X then shows a PIN. Enter it here: "), "{}", alice.stdout);
+
+    let bob =
+        add(&env, &sb, &["-vv", "accounts", "add", "bob", "--secrets-file", "followq.secrets.toml"], "bob_real", None)
+            .await;
+    assert_eq!(bob.code, Some(0), "{}\n{}", bob.stdout, bob.stderr);
+    assert!(bob.stdout.contains("added bob as @bob_real"), "{}", bob.stdout);
+    assert!(bob.stdout.contains("tokens in followq.secrets.toml (mode 0600)"), "{}", bob.stdout);
+
+    // The template's every comment is still there, the files are private, the tokens where asked.
+    let config = common::read(&env.path("followq.toml"));
+    for line in TEMPLATE.lines().filter(|l| l.trim_start().starts_with('#')) {
+        assert!(config.contains(line), "lost comment {line:?}:\n{config}");
+    }
+    assert!(config.starts_with("secrets = \"followq.secrets.toml\"\n"), "{config}");
+    assert_eq!(mode(&env.path("followq.toml")), 0o600);
+    assert_eq!(mode(&env.path("followq.secrets.toml")), 0o600);
+    let (alice_token, alice_secret) = tokens_of(&env, "followq.toml", "alice");
+    let (bob_token, bob_secret) = tokens_of(&env, "followq.secrets.toml", "bob");
+    assert!(!config.contains(&bob_token), "bob's tokens only in the secrets file");
+
+    let list = run(&env, &["accounts", "list"]).await;
+    assert_eq!(list.code, Some(0), "{}", list.stderr);
+    assert!(list.stdout.contains(&format!("@alice_real ({id})")), "{}", list.stdout);
+    assert!(list.stdout.contains("@bob_real"), "{}", list.stdout);
+
+    env.write("a.csv", "target\none\ntwo\nthree\n");
+    env.write("b.csv", "target\nfour\nfive\n");
+    for (account, file) in [("alice", "a.csv"), ("bob", "b.csv")] {
+        let r = run(&env, &["import", "--account", account, file]).await;
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+    }
+    let ran = run(&env, &["-vv", "run", "--no-progress"]).await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let stats = sb.stats();
+    assert_eq!(stats.bad_signatures, 0, "{stats:?}");
+    assert_eq!(stats.follows.get("alice_real"), Some(&3), "{stats:?}");
+    assert_eq!(stats.follows.get("bob_real"), Some(&2), "{stats:?}");
+    assert_eq!((stats.request_tokens, stats.access_tokens, stats.oauth_refused), (2, 2, 0));
+
+    // Not one secret, nor a token, in anything printed at -vv.
+    let printed = [&alice, &bob, &list, &ran].iter().map(|r| format!("{}{}", r.stdout, r.stderr)).collect::<String>();
+    for secret in [&alice_token, &alice_secret, &bob_token, &bob_secret, &CONSUMER_SECRET.to_string()] {
+        assert!(!printed.contains(secret.as_str()), "{secret} was printed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_pin_a_wrong_consumer_secret_and_an_existing_name_each_say_so_and_write_nothing() {
+    let sb = common::sandbox(&[], 400, 1000, Duration::from_secs(86_400)).await;
+    let env = env_from_template(&sb.base_url());
+    let first = add(&env, &sb, &["accounts", "add", "alice"], "alice_real", None).await;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let config = std::fs::read(env.path("followq.toml")).unwrap();
+    let unchanged = |why: &str| {
+        assert_eq!(std::fs::read(env.path("followq.toml")).unwrap(), config, "{why}: the config changed");
+        assert_eq!(mode(&env.path("followq.toml")), 0o600, "{why}");
+        let stray: Vec<_> = std::fs::read_dir(env.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.contains(".tmp") || n.contains("secrets"))
+            .collect();
+        assert!(stray.is_empty(), "{why}: {stray:?}");
+    };
+
+    let wrong = add(&env, &sb, &["accounts", "add", "bob"], "bob_real", Some("0000000")).await;
+    assert_eq!(wrong.code, Some(1), "{}\n{}", wrong.stdout, wrong.stderr);
+    assert!(wrong.stderr.contains("X did not accept the PIN"), "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("Nothing was written; `followq accounts add bob` starts again"), "{}", wrong.stderr);
+    unchanged("a wrong PIN");
+
+    let garbled = add(&env, &sb, &["accounts", "add", "bob"], "bob_real", Some("12 34")).await;
+    assert_eq!(garbled.code, Some(2), "{}", garbled.stderr);
+    assert!(garbled.stderr.contains("'12 34' is not a PIN"), "{}", garbled.stderr);
+    unchanged("a PIN that is not one");
+
+    let taken = run(&env, &["accounts", "add", "alice", "--pin", "1234567"]).await;
+    assert_eq!(taken.code, Some(2), "{}", taken.stderr);
+    assert!(
+        taken
+            .stderr
+            .contains("alice is already in followq.toml: `followq accounts add alice --force` replaces its tokens"),
+        "{}",
+        taken.stderr
+    );
+    unchanged("an existing name");
+
+    let clash = run(&env, &["accounts", "add", "Alice", "--pin", "1234567"]).await;
+    assert_eq!(clash.code, Some(2), "{}", clash.stderr);
+    assert!(clash.stderr.contains("share the environment names FOLLOWQ_ALICE_TOKEN"), "{}", clash.stderr);
+    unchanged("a name that reads as another's");
+
+    let before = sb.stats().bad_signatures;
+    let text = String::from_utf8(config.clone()).unwrap();
+    let other_env = Env::new(&[], &sb.base_url(), "");
+    other_env.write("followq.toml", text.replace(CONSUMER_SECRET, "not-the-secret"));
+    set_mode(&other_env.path("followq.toml"), 0o600);
+    let kept = std::fs::read(other_env.path("followq.toml")).unwrap();
+    let refused = run(&other_env, &["accounts", "add", "bob", "--pin", "1234567"]).await;
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert!(refused.stderr.contains("X refused the app's consumer key and secret"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("HTTP 401 code 32"), "{}", refused.stderr);
+    assert_eq!(std::fs::read(other_env.path("followq.toml")).unwrap(), kept, "a wrong consumer secret");
+    assert_eq!(sb.stats().bad_signatures, before + 1);
+
+    // --force replaces, in place; the old tokens are gone and the new ones work.
+    let (old_token, _) = tokens_of(&env, "followq.toml", "alice");
+    let again = add(&env, &sb, &["accounts", "add", "alice", "--force"], "alice_real", None).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert!(again.stdout.contains("replaced alice's tokens: alice is @alice_real"), "{}", again.stdout);
+    let (new_token, _) = tokens_of(&env, "followq.toml", "alice");
+    assert_ne!(old_token, new_token);
+    let now = common::read(&env.path("followq.toml"));
+    assert_eq!(now.matches("[[accounts]]").count(), 2, "the template's example and alice's one entry:\n{now}");
+    let check = run(&env, &["accounts", "check"]).await;
+    assert_eq!(check.code, Some(0), "{}{}", check.stdout, check.stderr);
+}
+
+/// The sandbox is strict where X is: a request token is spent by its first `access_token`,
+/// right PIN or wrong, and is approved once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_token_is_used_once_and_approved_once() {
+    let sb = common::sandbox(&[], 400, 1000, Duration::from_secs(86_400)).await;
+    let settings = common::settings(&[], &sb.base_url(), 400, 1000, Duration::from_secs(86_400));
+    let client = Client::new(&settings).unwrap();
+    let copy = |r: &RequestToken| RequestToken { token: r.token.clone(), secret: Secret::new(r.secret.expose()) };
+
+    let request = client.request_token().await.unwrap();
+    let pin = sb.approve(&request.token, "carol").unwrap();
+    assert_eq!(sb.approve(&request.token, "mallory"), Err(NotApproved::AlreadyApproved));
+    let again = copy(&request);
+    let access = client.access_token(request, &pin).await.unwrap();
+    assert_eq!(access.screen_name, "carol");
+    assert_eq!(access.user_id, followq::sandbox::user_id("carol").to_string());
+    match client.access_token(again, &pin).await {
+        Err(FlowError::Refused { status: 401, message, .. }) => assert_eq!(message, "Invalid request token."),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a request token was used twice"),
+    }
+
+    // A wrong PIN spends the request token too: the right one cannot follow it.
+    let request = client.request_token().await.unwrap();
+    let pin = sb.approve(&request.token, "dave").unwrap();
+    let again = copy(&request);
+    let wrong = if pin == "0000000" { "1111111" } else { "0000000" };
+    assert!(matches!(client.access_token(request, wrong).await, Err(FlowError::Refused { status: 401, .. })));
+    assert!(matches!(client.access_token(again, &pin).await, Err(FlowError::Refused { status: 401, .. })));
+    assert_eq!(sb.approve("no-such-token", "dave"), Err(NotApproved::Invalid));
+    let stats = sb.stats();
+    assert_eq!((stats.request_tokens, stats.access_tokens, stats.oauth_refused), (2, 1, 3));
+    assert_eq!(stats.bad_signatures, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_added_in_v1_1_mode_is_confirmed_with_verify_credentials() {
+    let sb = common::sandbox(&[], 400, 1000, Duration::from_secs(86_400)).await;
+    let env = Env::new(&[], &sb.base_url(), "");
+    env.set_api_version("1.1");
+    let r = add(&env, &sb, &["accounts", "add", "erin"], "erin_x", None).await;
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains(&format!("added erin as @erin_x (id {})", followq::sandbox::user_id("erin_x"))));
+    // The config had no [[accounts]]: one now, and the file still loads with everything it had.
+    let config = common::read(&env.path("followq.toml"));
+    assert!(config.contains("version = \"1.1\"") && config.contains("[[accounts]]\nname = \"erin\"\n"), "{config}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_keeps_the_jobs_unless_asked_and_waits_for_a_run() {
+    let sb = common::sandbox(&[], 400, 1000, Duration::from_secs(86_400)).await;
+    let env = env_from_template(&sb.base_url());
+    for (name, on_x) in [("alice", "alice_real"), ("bob", "bob_real")] {
+        let r = add(&env, &sb, &["accounts", "add", name, "--secrets-file", "s.toml"], on_x, None).await;
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+    }
+    env.write("l.csv", "target\none\ntwo\nthree\n");
+    for account in ["alice", "bob"] {
+        assert_eq!(run(&env, &["import", "--account", account, "l.csv"]).await.code, Some(0));
+    }
+
+    let none = run(&env, &["accounts", "remove", "carol"]).await;
+    assert_eq!(none.code, Some(2));
+    assert!(none.stderr.contains("followq.toml has no account 'carol'"), "{}", none.stderr);
+
+    // While a run holds the database (its lock, taken here as a run takes it), nothing changes.
+    let config = std::fs::read(env.path("followq.toml")).unwrap();
+    let lock = followq::worker::lock(&env.db()).unwrap();
+    let busy = run(&env, &["accounts", "remove", "alice"]).await;
+    assert_eq!(busy.code, Some(2), "{}", busy.stderr);
+    assert!(
+        busy.stderr.contains("another `followq run` is working on") && busy.stderr.contains("alice was not removed")
+    );
+    assert_eq!(std::fs::read(env.path("followq.toml")).unwrap(), config);
+    drop(lock);
+
+    let kept = run(&env, &["accounts", "remove", "alice"]).await;
+    assert_eq!(kept.code, Some(0), "{}", kept.stderr);
+    assert!(kept.stdout.contains("removed alice from followq.toml and its tokens from s.toml"), "{}", kept.stdout);
+    assert!(kept.stdout.contains("its 3 queued jobs stay in followq.db"), "{}", kept.stdout);
+    let secrets = common::read(&env.path("s.toml"));
+    assert!(!secrets.contains("alice") && secrets.contains("[accounts.bob]"), "{secrets}");
+    assert_eq!(mode(&env.path("s.toml")), 0o600);
+
+    let dropped = run(&env, &["accounts", "remove", "bob", "--drop-jobs"]).await;
+    assert_eq!(dropped.code, Some(0), "{}", dropped.stderr);
+    assert!(dropped.stdout.contains("dropped its 3 queued jobs that were never sent"), "{}", dropped.stdout);
+    let status = env.status();
+    let queued = |name: &str| {
+        // An unconfigured account with no jobs is not listed at all.
+        let a = status["accounts"].as_array().unwrap().iter().find(|a| a["name"] == name);
+        a.map_or(0, |a| a["jobs"]["by_state"]["queued"].as_u64().unwrap())
+    };
+    assert_eq!((queued("alice"), queued("bob")), (3, 0), "{status}");
+    let config = common::read(&env.path("followq.toml"));
+    assert!(!config.contains("name = \"alice\"") && !config.contains("name = \"bob\""), "{config}");
+    let list = run(&env, &["accounts", "list"]).await;
+    assert!(list.stdout.contains("unconfigured"), "{}", list.stdout);
+}

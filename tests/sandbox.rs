@@ -81,6 +81,31 @@ impl Caller {
         Ok(Reply { status, headers, body })
     }
 
+    /// A signed POST with a JSON body (v2: OAuth 1.0a signs no body parameters).
+    async fn send_json(&self, account: &str, path: &str, body: &str) -> Reply {
+        let (token, secret) = common::token(account);
+        let keys = Keys {
+            consumer_key: common::CONSUMER_KEY,
+            consumer_secret: common::CONSUMER_SECRET,
+            token: &token,
+            token_secret: &secret,
+        };
+        let url = format!("{}{}", self.base, path);
+        let auth = oauth::authorization("POST", &url, &[], keys, now_secs(), None);
+        let resp = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("authorization", auth)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        Reply { status, headers, body: resp.text().await.unwrap() }
+    }
+
     async fn follow(&self, account: &str, screen_name: &str) -> Reply {
         self.send(
             "POST",
@@ -419,4 +444,80 @@ async fn stats_add_up_over_a_scripted_sequence() {
     assert_eq!(st.max_in_window.per_account.get("alice"), Some(&4));
     assert_eq!(st.max_in_window.app, 5);
     assert_eq!(st, sb.stats(), "the endpoint and the handle agree");
+}
+
+/// Issue 16's sandbox: the following list pages up to 1000 a page, shows only what is visible
+/// and never a dropped follow, and each read endpoint holds its own windows strictly.
+#[tokio::test]
+async fn the_following_list_pages_drops_are_silent_and_reads_have_their_own_windows() {
+    let mut config = common::sandbox_config(&["alice", "bob"], 5000, 10_000, DAY);
+    config.drop_ratio = 0.05;
+    config.faults.seed = 9;
+    config.read_user_window = followq::sandbox::Window::new(4, 60);
+    config.read_app_window = followq::sandbox::Window::new(6, 60);
+    let sb = Sandbox::start(config, 0).await.unwrap();
+    let c = Caller::new(&sb);
+    let me = followq::sandbox::user_id("alice").to_string();
+    let mut answered = 0;
+    for i in 0..1203 {
+        let body = serde_json::json!({"target_user_id": (5_000_000 + i).to_string()}).to_string();
+        let r = c.send_json("alice", &format!("/2/users/{me}/following"), &body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["data"]["following"], true);
+        answered += 1;
+    }
+    let dropped = sb.stats().dropped_follows as usize;
+    assert!(dropped > 30 && dropped < 100, "about 5% of {answered}: {dropped}");
+    let made = sb.follows_of("alice");
+    assert_eq!(made.len(), answered - dropped);
+
+    let page = |token: Option<String>| {
+        let c = &c;
+        let me = me.clone();
+        async move {
+            let mut params = vec![("max_results".to_string(), "1000".to_string())];
+            if let Some(t) = token {
+                params.push(("pagination_token".to_string(), t));
+            }
+            let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            c.send("GET", &format!("/2/users/{me}/following"), "alice", &params, Placement::Query, |_| {})
+                .await
+                .unwrap()
+        }
+    };
+    let first = page(None).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let v = first.json();
+    assert_eq!(v["meta"]["result_count"], 1000);
+    let next = v["meta"]["next_token"].as_str().unwrap().to_string();
+    assert!(next.len() >= 16);
+    let second = page(Some(next)).await.json();
+    assert!(second["meta"]["next_token"].is_null(), "{second}");
+    let mut listed: Vec<u64> = [&v, &second]
+        .iter()
+        .flat_map(|p| p["data"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().parse::<u64>().unwrap()))
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, made, "the list is the sandbox's own books, dropped follows left out");
+
+    // 4 a minute per account: alice's 5th read of her list is a violation, answered 429; the
+    // lookup endpoint keeps windows of its own.
+    assert_eq!(page(None).await.status, 200);
+    assert_eq!(page(None).await.status, 200);
+    let over = page(None).await;
+    assert_eq!(over.status, 429, "{}", over.body);
+    assert!(over.headers.contains_key("x-rate-limit-reset"));
+    let lookup = |who: &'static str| {
+        c.send("GET", "/1.1/friendships/lookup.json", who, &[("screen_name", "a")], Placement::Query, |_| {})
+    };
+    assert_eq!(lookup("bob").await.unwrap().status, 200, "another endpoint, its own windows");
+    let st = sb.stats();
+    assert_eq!(st.read_violations, 1);
+    assert_eq!(st.reads.get("following"), Some(&5));
+    assert_eq!(st.reads.get("lookup"), Some(&1));
+    assert_eq!(st.following_pages, 4);
+    // Someone else's list: refused, not served.
+    let path = format!("/2/users/{me}/following");
+    let bad = c.send("GET", &path, "bob", &[("max_results", "5")], Placement::Query, |_| {}).await.unwrap();
+    assert_eq!(bad.status, 403, "{}", bad.body);
 }

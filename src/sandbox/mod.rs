@@ -76,6 +76,12 @@ pub struct Config {
     /// `GET /2/users/by`'s windows, per account and for the app (X: 900 and 300 per 15 minutes).
     pub lookup_user_window: Window,
     pub lookup_app_window: Window,
+    /// The windows of each read of follows (friendships/lookup, /2/users/:id/following), per
+    /// account and for the app (X's published 15 per 15 minutes for both).
+    pub read_user_window: Window,
+    pub read_app_window: Window,
+    /// Share of new follows answered 200 and never made (each pair dropped at most once).
+    pub drop_ratio: f64,
     /// When set, every follow is answered with this refusal.
     pub refuse: Option<Refusal>,
     /// Requests that arrive this much inside the window's edge are still let through (latency).
@@ -103,6 +109,9 @@ impl Default for Config {
             app_windows: vec![Window::new(1000, 86_400)],
             lookup_user_window: Window::new(900, 900),
             lookup_app_window: Window::new(300, 900),
+            read_user_window: Window::new(15, 900),
+            read_app_window: Window::new(15, 900),
+            drop_ratio: 0.0,
             refuse: None,
             grace: Duration::from_millis(100),
             clock_offset: 0,
@@ -190,6 +199,11 @@ impl Sandbox {
     /// `oauth/authorize`): the PIN it is shown.
     pub fn approve(&self, request_token: &str, screen_name: &str) -> Result<String, NotApproved> {
         self.world.lock().unwrap_or_else(|p| p.into_inner()).approve(request_token, screen_name)
+    }
+
+    /// The ids this account (by its name in the sandbox) follows in the sandbox's own books.
+    pub fn follows_of(&self, account: &str) -> Vec<u64> {
+        self.world.lock().unwrap_or_else(|p| p.into_inner()).follows_of(account)
     }
 
     /// Changes the fault rates.

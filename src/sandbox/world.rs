@@ -15,6 +15,7 @@ use super::limits::{Fault, Faults, Rolling};
 use super::{Config, Scripted, auth};
 
 mod oauth;
+mod reads;
 mod v2;
 
 pub use oauth::{NotApproved, authorize_page};
@@ -56,6 +57,14 @@ pub struct Stats {
     pub request_tokens: u64,
     pub access_tokens: u64,
     pub oauth_refused: u64,
+    /// Follows answered 200 but never made (`drop_ratio`): X's eventual consistency at its worst.
+    pub dropped_follows: u64,
+    /// Reads of follows (`lookup`: friendships/lookup, `following`: /2/users/:id/following) by
+    /// endpoint, those that arrived while one of the endpoint's windows was full, and the
+    /// following-list pages answered.
+    pub reads: BTreeMap<String, u64>,
+    pub read_violations: u64,
+    pub following_pages: u64,
 }
 
 /// The most requests inside any one window, per account and for the app.
@@ -170,6 +179,11 @@ pub struct World {
     sticky: HashMap<String, Scripted>,
     /// Request tokens of the PIN flow, not yet spent.
     request_tokens: HashMap<String, oauth::Pending>,
+    /// Read windows, per (endpoint, token) and per endpoint for the app.
+    read_windows: HashMap<(&'static str, String), Rolling>,
+    read_app: HashMap<&'static str, Rolling>,
+    /// (token, user id) of follows dropped silently: each pair once.
+    dropped: HashSet<(String, u64)>,
     stats: Stats,
 }
 
@@ -240,6 +254,9 @@ impl World {
             scripts: HashMap::new(),
             sticky: HashMap::new(),
             request_tokens: HashMap::new(),
+            read_windows: HashMap::new(),
+            read_app: HashMap::new(),
+            dropped: HashSet::new(),
             stats: Stats::default(),
         }
     }
@@ -329,6 +346,7 @@ impl World {
         self.stats.requests += 1;
         let v2_follow = req.path.strip_prefix("/2/users/").and_then(|r| r.strip_suffix("/following"));
         let route = match (req.method.as_str(), req.path.as_str(), v2_follow) {
+            ("GET", _, Some(source)) => Route::FollowingList(source.to_string()),
             ("POST", "/1.1/friendships/create.json", _) => Route::Create,
             ("GET", "/1.1/friendships/lookup.json", _) => Route::Lookup,
             ("GET", "/1.1/account/verify_credentials.json", _) => Route::Verify,
@@ -371,6 +389,7 @@ impl World {
             }
             Route::UsersBy => self.users_by(&token, &params),
             Route::FollowV2(source) => self.create_v2(&token, &source, &req.json),
+            Route::FollowingList(source) => self.following_list(&token, &source, &params),
             Route::Create => self.create(&token, &params),
             Route::Lookup => self.lookup(&token, &params),
             Route::Verify => {
@@ -384,11 +403,7 @@ impl World {
 
     /// Verifies the OAuth signature, made as `signed` says; returns the token (empty for
     /// [`Signed::App`]), the request's own parameters and the header.
-    fn authenticate(
-        &mut self,
-        req: &Request,
-        signed: Signed,
-    ) -> Result<Authenticated, Reply> {
+    fn authenticate(&mut self, req: &Request, signed: Signed) -> Result<Authenticated, Reply> {
         let Some(header) = req.authorization.as_deref().and_then(auth::parse_header) else {
             self.stats.bad_signatures += 1;
             return Err(self.error(400, 215));
@@ -617,7 +632,9 @@ impl World {
             };
             return Reply::Answer(self.answer(403, body, Vec::new()));
         }
-        self.follows.insert(key, now);
+        if !self.drops(token, user.id) {
+            self.follows.insert(key, now);
+        }
         Reply::Answer(self.user_answer(&user, false))
     }
 
@@ -635,6 +652,9 @@ impl World {
     }
 
     fn lookup(&mut self, token: &str, params: &[(String, String)]) -> Reply {
+        if let Err(reply) = self.read_gate("lookup", token, self.now_ms(), false) {
+            return reply;
+        }
         let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
         let users: Vec<User> = match (get("user_id"), get("screen_name")) {
             (Some(ids), _) => ids.split(',').filter_map(|s| s.trim().parse().ok()).map(user_for_id).collect(),
@@ -673,6 +693,8 @@ enum Route {
     UsersBy,
     /// `POST /2/users/{source}/following`.
     FollowV2(String),
+    /// `GET /2/users/{source}/following`.
+    FollowingList(String),
     Create,
     Lookup,
     Verify,

@@ -109,7 +109,7 @@ impl World {
         let already = if protected { !self.pending.insert(key.clone()) } else { self.follows.contains_key(&key) };
         if already {
             self.stats.duplicate_creates += 1;
-        } else if !protected {
+        } else if !protected && !self.drops(token, id) {
             self.follows.insert(key, now);
         }
         let body = json!({"data": {"following": !protected, "pending_follow": protected}}).to_string();

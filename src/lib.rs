@@ -20,10 +20,12 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod confirm;
 pub mod ingest;
 pub mod logging;
 pub mod model;
 pub mod progress;
+pub mod reads;
 pub mod resolve;
 pub mod sandbox;
 pub mod schedule;

@@ -73,6 +73,8 @@ pub enum Outcome {
     NotFound,
     Refused,
     Failed,
+    /// X answered the follow (and its one re-send) with success, and never showed it.
+    Unconfirmed,
 }
 
 impl Outcome {
@@ -87,11 +89,12 @@ impl Outcome {
             Outcome::NotFound => "not_found",
             Outcome::Refused => "refused",
             Outcome::Failed => "failed",
+            Outcome::Unconfirmed => "unconfirmed",
         }
     }
 
     /// Every outcome, for validating `--outcome` lists.
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Followed,
         Outcome::Requested,
         Outcome::AlreadyFollowing,
@@ -100,6 +103,7 @@ impl Outcome {
         Outcome::NotFound,
         Outcome::Refused,
         Outcome::Failed,
+        Outcome::Unconfirmed,
     ];
 }
 
@@ -145,7 +149,7 @@ impl AttemptResult {
             Outcome::Suspended => AttemptResult::Suspended,
             Outcome::NotFound => AttemptResult::NotFound,
             Outcome::Refused => AttemptResult::Refused,
-            Outcome::Failed => return None,
+            Outcome::Failed | Outcome::Unconfirmed => return None,
         })
     }
 }

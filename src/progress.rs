@@ -21,6 +21,8 @@ pub struct Start {
     pub total: i64,
     pub done: i64,
     pub outcomes: HashMap<String, i64>,
+    /// Follows confirmed at X.
+    pub confirmed: i64,
 }
 
 /// Per account id at the start of the run.
@@ -114,6 +116,7 @@ impl Observer for Bars {
         let mut all_done = 0;
         let mut all_total = 0;
         let mut summary: HashMap<String, i64> = HashMap::new();
+        let mut all_confirmed = 0;
         let app_ready = sched.app_ready_at();
         for a in sched.accounts() {
             let Some(start) = self.start.get(&a.id) else { continue };
@@ -129,7 +132,9 @@ impl Observer for Bars {
             for (k, v) in &outcomes {
                 *summary.entry(k.clone()).or_default() += v;
             }
-            let msg = account_message(view, a, app_ready, &outcomes);
+            let confirmed = start.confirmed + view.confirmed.get(&a.id).copied().unwrap_or(0);
+            all_confirmed += confirmed;
+            let msg = with_confirmed(account_message(view, a, app_ready, &outcomes), confirmed);
             if let Some(bar) = self.bars.get(&a.id) {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
@@ -140,10 +145,9 @@ impl Observer for Bars {
         self.total.set_position(all_done as u64);
         let eta = sched.eta(now).map_or("-".to_string(), |t| human_ms(t - now));
         let app_used = sched.app_used(now);
-        self.total.set_message(format!(
-            "ETA {eta} | app {} | {}",
-            window_uses(&sched.limits, &app_used),
-            outcome_list(&summary)
+        self.total.set_message(with_confirmed(
+            format!("ETA {eta} | app {} | {}", window_uses(&sched.limits, &app_used), outcome_list(&summary)),
+            all_confirmed,
         ));
         if let Some(every) = self.log_every
             && self.last_log.elapsed() >= every
@@ -153,6 +157,11 @@ impl Observer for Bars {
             tracing::info!(done = all_done, total = all_total, app_window, eta = %eta, "progress");
         }
     }
+}
+
+/// A bar's message with how many follows X was seen showing, when any.
+fn with_confirmed(msg: String, confirmed: i64) -> String {
+    if confirmed > 0 { format!("{msg} | confirmed {confirmed}") } else { msg }
 }
 
 /// "followed 12, blocked 1", by name.
@@ -220,11 +229,13 @@ mod tests {
         sched.add_account(7, "alice", 0, "", None, 1.0);
         sched.queued_changed(7, 5, 0);
         let outcomes_at_start = HashMap::from([("followed".to_string(), 3), ("blocked".to_string(), 1)]);
-        let start = Totals::from([(7, Start { total: 10, done: 4, outcomes: outcomes_at_start })]);
+        let start = Totals::from([(7, Start { total: 10, done: 4, outcomes: outcomes_at_start, confirmed: 0 })]);
         let mut bars = Bars::new(&[(7, "alice".to_string())], start, false);
         let this_run = HashMap::from([(7, HashMap::from([("followed", 1)]))]);
         let waiting = HashMap::new();
-        let view = View { sched: &sched, outcomes: &this_run, waiting: &waiting, free_slots: 1, now: 1_000 };
+        let none = HashMap::new();
+        let view =
+            View { sched: &sched, outcomes: &this_run, waiting: &waiting, free_slots: 1, now: 1_000, confirmed: &none };
         bars.update(&view, true);
         let bar = &bars.bars[&7];
         assert_eq!((bar.position(), bar.length()), (5, Some(10)));
@@ -233,7 +244,9 @@ mod tests {
         // The state comes first, so a narrow terminal cuts the outcomes, not the state.
         assert!(bar.message().starts_with("sending | "), "{}", bar.message());
         let waiting = HashMap::from([(7, 400)]);
-        let view = View { sched: &sched, outcomes: &this_run, waiting: &waiting, free_slots: 0, now: 1_000 };
+        let none = HashMap::new();
+        let view =
+            View { sched: &sched, outcomes: &this_run, waiting: &waiting, free_slots: 0, now: 1_000, confirmed: &none };
         bars.update(&view, true);
         assert!(bars.bars[&7].message().starts_with("waiting for X's answer (0.6s)"), "{}", bars.bars[&7].message());
     }

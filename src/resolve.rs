@@ -1,27 +1,16 @@
 //! Screen names to ids, ahead of the v2 follows that need them: `GET /2/users/by`, up to 100
-//! names a request, with its own budget. Paced with governor, the stack's pacing crate, which
-//! fits a read endpoint: a short window, in-memory state a restart may forget (the worst it
-//! costs is a 429, which only costs a wait), and a 429 pauses reads, never follows. The follow
-//! budget is not here: it must survive restarts, so it lives in the ledger (`schedule`).
-
-use std::num::NonZeroU32;
-use std::time::Duration;
-
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Jitter, Quota, RateLimiter};
+//! names a request, with its own read budget ([`ReadBudget`]).
 
 use crate::api::classify::{self, Verdict};
 use crate::api::{self, Client};
 use crate::config::{Account, Window};
 use crate::model::Outcome;
+use crate::reads::{READ_BACKOFF_MS, ReadBudget};
 use crate::store::{Store, StoreError};
 use crate::time::Clock;
 
 /// Names per `GET /2/users/by` (X's maximum).
 pub const BATCH: usize = 100;
-
-/// How long reads wait after a failure with no reset to go by.
-const READ_BACKOFF_MS: i64 = 5_000;
 
 /// What one step of resolution did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,34 +29,19 @@ pub enum Step {
     AppStopped(String),
 }
 
-/// The resolver: the read budget per account and for the app, and when reads may go again.
+/// The resolver: `GET /2/users/by`'s budget.
 pub struct Resolver {
-    per_account: DefaultKeyedRateLimiter<i64>,
-    app: DefaultDirectRateLimiter,
-    /// No read before this time (ms, on the run's clock): a 429's reset, or a back-off.
-    paused_until: i64,
-}
-
-/// A window as governor's quota: one request every `length / limit`, no burst, so that no
-/// interval of `length` holds more than `limit` (a burst would let more through; see
-/// `schedule` for the arithmetic).
-fn quota(w: &Window) -> Quota {
-    let period = (w.length / w.limit.max(1)).max(Duration::from_millis(1));
-    Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(NonZeroU32::MIN)
+    budget: ReadBudget,
 }
 
 impl Resolver {
     pub fn new(per_user: &Window, per_app: &Window) -> Resolver {
-        Resolver {
-            per_account: RateLimiter::keyed(quota(per_user)),
-            app: RateLimiter::direct(quota(per_app)),
-            paused_until: 0,
-        }
+        Resolver { budget: ReadBudget::new(per_user, per_app) }
     }
 
     /// When reads may go again (ms), if they are paused at `now`.
     pub fn paused(&self, now: i64) -> Option<i64> {
-        (self.paused_until > now).then_some(self.paused_until)
+        self.budget.paused(now)
     }
 
     /// Resolves the next (up to [`BATCH`]) unresolved names of the account's queue — with
@@ -89,16 +63,8 @@ impl Resolver {
         if names.is_empty() {
             return Ok(Step::Nothing);
         }
-        // Never waited for here: the caller is the dispatcher, which has follows to send and
-        // answers to record meanwhile. Not ready yet → `Wait` with governor's own time, plus its
-        // jitter. (The account's cell is spent even when the app's then refuses: a read goes a
-        // period later, nothing worse.)
-        let jitter = Jitter::up_to(Duration::from_millis(50));
-        let ready =
-            self.per_account.check_key(&account_id).map_err(|n| n.wait_time_from(DefaultClock::default().now()));
-        let ready = ready.and_then(|_| self.app.check().map_err(|n| n.wait_time_from(DefaultClock::default().now())));
-        if let Err(wait) = ready {
-            return Ok(Step::Wait(clock.now_ms() + (jitter + wait).as_millis() as i64));
+        if let Err(at) = self.budget.take(account_id, clock) {
+            return Ok(Step::Wait(at));
         }
         let answer = client.users_by(account, &names).await;
         let now = clock.now_ms();
@@ -106,8 +72,8 @@ impl Resolver {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(account = %account.name, error = %e, "resolving usernames failed; reads wait a little");
-                self.paused_until = now + READ_BACKOFF_MS;
-                return Ok(Step::Paused(self.paused_until));
+                self.budget.pause_until(now + READ_BACKOFF_MS);
+                return Ok(Step::Paused(now + READ_BACKOFF_MS));
             }
         };
         if (200..300).contains(&resp.status)
@@ -125,13 +91,13 @@ impl Resolver {
                 let until =
                     reset.map(|r| (r - client.clock_offset()) * 1000).filter(|&t| t > now).unwrap_or(now + 60_000);
                 tracing::info!(account = %account.name, "usernames: rate limited (429); reads wait, follows go on");
-                self.paused_until = until;
+                self.budget.pause_until(until);
                 Step::Paused(until)
             }
             other => {
                 tracing::info!(account = %account.name, status = resp.status, answer = ?other, "usernames could not be resolved now; reads wait a little");
-                self.paused_until = now + READ_BACKOFF_MS;
-                Step::Paused(self.paused_until)
+                self.budget.pause_until(now + READ_BACKOFF_MS);
+                Step::Paused(now + READ_BACKOFF_MS)
             }
         })
     }

@@ -220,6 +220,7 @@ async fn status_export_retry_verify_and_accounts_after_a_run() {
         "last_message",
         "created_at",
         "finished_at",
+        "confirmed_at",
     ];
     want.sort();
     let mut got = keys.clone();
@@ -231,7 +232,7 @@ async fn status_export_retry_verify_and_accounts_after_a_run() {
     assert!(csv.is_empty());
     let csv = common::read(&env.path("out.csv"));
     assert!(csv.starts_with(
-        "account,target,target_kind,outcome,attempts,last_status,last_code,last_message,created_at,finished_at\n"
+        "account,target,target_kind,outcome,attempts,last_status,last_code,last_message,created_at,finished_at,confirmed_at\n"
     ));
     assert_eq!(csv.lines().count(), 6);
     let bad = env.cmd().args(["export", "--outcome", "nonsense"]).output().unwrap();
@@ -671,14 +672,26 @@ fn status_json_has_every_documented_key_even_at_zero() {
         assert!(s["jobs"]["by_state"][state].is_i64(), "by_state.{state}: {s}");
         assert!(s["accounts"][0]["jobs"]["by_state"][state].is_i64(), "accounts[0] by_state.{state}: {s}");
     }
-    for outcome in
-        ["followed", "requested", "already_following", "blocked", "suspended", "not_found", "refused", "failed"]
-    {
+    for outcome in [
+        "followed",
+        "requested",
+        "already_following",
+        "blocked",
+        "suspended",
+        "not_found",
+        "refused",
+        "failed",
+        "unconfirmed",
+    ] {
         assert_eq!(s["jobs"]["by_outcome"][outcome], 0, "by_outcome.{outcome}");
         assert_eq!(s["accounts"][0]["jobs"]["by_outcome"][outcome], 0);
     }
     for key in ["now", "window_ms", "eta", "waiting_on_stopped", "imports", "app"] {
         assert!(s.get(key).is_some(), "{key}: {s}");
+    }
+    for key in ["confirmed", "awaiting_confirmation"] {
+        assert_eq!(s[key], 0, "{key}: {s}");
+        assert_eq!(s["accounts"][0][key], 0, "accounts[0].{key}: {s}");
     }
 }
 

@@ -174,6 +174,17 @@ impl Client {
         self.send("GET", "/2/users/by", &[("usernames", &joined), ("user.fields", "protected")], None, account).await
     }
 
+    /// `GET /2/users/:id/following`: a page (up to 1000) of the users the account follows,
+    /// latest first; `page` is the `meta.next_token` of the page before.
+    pub async fn following(&self, account: &Account, source_id: &str, page: Option<&str>) -> Result<Response, Error> {
+        let path = format!("/2/users/{source_id}/following");
+        let mut params = vec![("max_results", "1000")];
+        if let Some(t) = page {
+            params.push(("pagination_token", t));
+        }
+        self.send("GET", &path, &params, None, account).await
+    }
+
     /// GET friendships/lookup for up to 100 targets of one kind.
     pub async fn lookup(&self, account: &Account, kind: TargetKind, targets: &[String]) -> Result<Response, Error> {
         let joined = targets.join(",");
@@ -306,6 +317,45 @@ pub fn parse_me(body: &str) -> Option<(String, String)> {
     let id = data.get("id")?.as_str()?.to_string();
     let username = data.get("username").and_then(serde_json::Value::as_str).unwrap_or("").to_string();
     (!id.is_empty()).then_some((id, username))
+}
+
+/// A page of `GET /2/users/:id/following`: the ids on it, and the next page's token. None when
+/// the body is not such a page.
+pub fn parse_following(body: &str) -> Option<(Vec<String>, Option<String>)> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let meta = v.get("meta")?;
+    let ids = v
+        .get("data")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.get("id").and_then(serde_json::Value::as_str).map(str::to_string))
+        .collect();
+    let next = meta.get("next_token").and_then(serde_json::Value::as_str).map(str::to_string);
+    Some((ids, next))
+}
+
+/// The targets a friendships/lookup answer shows as followed or requested (screen names lower
+/// case, or ids). None when the body is not a lookup answer.
+pub fn parse_lookup(body: &str, kind: TargetKind) -> Option<std::collections::HashSet<String>> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let users = v.as_array()?;
+    Some(
+        users
+            .iter()
+            .filter(|u| {
+                u.get("connections")
+                    .and_then(serde_json::Value::as_array)
+                    .is_some_and(|c| c.iter().any(|x| x == "following" || x == "following_requested"))
+            })
+            .filter_map(|u| match kind {
+                TargetKind::ScreenName => {
+                    u.get("screen_name").and_then(serde_json::Value::as_str).map(str::to_ascii_lowercase)
+                }
+                TargetKind::UserId => u.get("id_str").and_then(serde_json::Value::as_str).map(str::to_string),
+            })
+            .collect(),
+    )
 }
 
 /// `GET account/verify_credentials`' id and screen name (v1.1's "who is this token").

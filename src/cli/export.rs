@@ -43,6 +43,8 @@ struct Row {
     last_message: String,
     created_at: String,
     finished_at: String,
+    /// When X was seen showing the follow ('' when not, or not looked for).
+    confirmed_at: String,
 }
 
 fn iso(ms: i64) -> String {
@@ -65,6 +67,7 @@ impl From<ExportRow> for Row {
             last_message: r.last_message,
             created_at: iso(r.created_at),
             finished_at: r.finished_at.map(iso).unwrap_or_default(),
+            confirmed_at: r.confirmed_at.map(iso).unwrap_or_default(),
         }
     }
 }
@@ -176,7 +179,7 @@ async fn write(store: &Store, outcomes: &[String], mut out: impl Write, format: 
 }
 
 /// The CSV columns: [`Row`]'s fields, in order.
-const COLUMNS: [&str; 10] = [
+const COLUMNS: [&str; 11] = [
     "account",
     "target",
     "target_kind",
@@ -187,6 +190,7 @@ const COLUMNS: [&str; 10] = [
     "last_message",
     "created_at",
     "finished_at",
+    "confirmed_at",
 ];
 
 #[cfg(test)]

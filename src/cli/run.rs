@@ -137,9 +137,19 @@ pub async fn work(
     let ending = ending?;
     let counts = store.job_counts().await?;
     let queued: i64 = counts.iter().filter(|c| c.state != JobState::Done).map(|c| c.n).sum();
-    let bad: i64 =
-        counts.iter().filter(|c| matches!(c.outcome, Some(Outcome::Failed | Outcome::Refused))).map(|c| c.n).sum();
-    eprintln!("run ended after {}: {}", human_ms(now_ms() - started), describe(&ending, queued));
+    let bad: i64 = counts
+        .iter()
+        .filter(|c| matches!(c.outcome, Some(Outcome::Failed | Outcome::Refused | Outcome::Unconfirmed)))
+        .map(|c| c.n)
+        .sum();
+    // Follows still to be looked for are work left too (when this run was to look for them).
+    let awaiting: i64 =
+        if settings.verify.confirm { store.confirmations().await?.iter().map(|(_, c)| c.awaiting).sum() } else { 0 };
+    let mut said = describe(&ending, queued);
+    if awaiting > 0 && !matches!(ending, Ending::AppStopped(_)) {
+        said.push_str(&format!("; {awaiting} follows still to be looked for at X (`followq run` goes on with them)"));
+    }
+    eprintln!("run ended after {}: {said}", human_ms(now_ms() - started));
     for line in what_went_wrong(store, &counts).await? {
         eprintln!("  {line}");
     }
@@ -151,7 +161,7 @@ pub async fn work(
             );
             super::EXIT_REFUSED
         }
-        Ending::Stopped | Ending::Blocked | Ending::Finished if queued > 0 => EXIT_STOPPED,
+        Ending::Stopped | Ending::Blocked | Ending::Finished if queued + awaiting > 0 => EXIT_STOPPED,
         _ if bad > 0 => EXIT_PARTIAL,
         _ => EXIT_OK,
     })
@@ -173,6 +183,12 @@ async fn what_went_wrong(store: &Store, counts: &[crate::store::CountRow]) -> an
         lines.push(
             "`followq export --outcome failed,refused` lists them; `followq retry` queues them again".to_string(),
         );
+    }
+    let unconfirmed = count(Outcome::Unconfirmed);
+    if unconfirmed > 0 {
+        lines.push(format!(
+            "{unconfirmed} follows X answered never showed at X, even sent again: `followq export --outcome unconfirmed` lists them; `followq retry --outcome unconfirmed` sends them again"
+        ));
     }
     let now = now_ms();
     for a in store.accounts().await? {
@@ -221,6 +237,9 @@ fn describe(ending: &Ending, queued: i64) -> String {
 async fn start_totals(store: &Store) -> anyhow::Result<Totals> {
     let ids: HashMap<String, i64> = store.accounts().await?.into_iter().map(|a| (a.name, a.id)).collect();
     let mut totals: Totals = HashMap::new();
+    for (id, c) in store.confirmations().await? {
+        totals.entry(id).or_default().confirmed = c.confirmed;
+    }
     for c in store.job_counts().await? {
         if let Some(id) = ids.get(&c.account) {
             let e = totals.entry(*id).or_default();

@@ -31,6 +31,8 @@ pub fn config_from(settings: &Settings) -> (Config, bool) {
         app_windows: settings.limits.app.clone(),
         lookup_user_window: settings.resolve.per_user,
         lookup_app_window: settings.resolve.per_app,
+        read_user_window: settings.verify.per_user,
+        read_app_window: settings.verify.per_app,
         ..Config::default()
     };
     // App keys alone are enough: `followq accounts add` gets the accounts' tokens from here.

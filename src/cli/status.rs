@@ -1,7 +1,7 @@
 //! `followq status`: jobs by state and outcome (per account and in total), budgets used and left
 //! in the current window, pauses, stops, the next slot and the ETA; recent imports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use serde::Serialize;
@@ -10,7 +10,7 @@ use super::{Context, EXIT_OK, human_ms, local_time};
 use crate::api::classify::Outcome;
 use crate::config::Window;
 use crate::schedule::{Limits, Scheduler};
-use crate::store::{ImportRow, Quota, now_ms};
+use crate::store::{Confirmations, ImportRow, Quota, now_ms};
 use crate::text::printable;
 
 /// Counts by state and outcome. Every state and every outcome is always a key (0 when none):
@@ -105,6 +105,10 @@ pub struct AccountStatus {
     pub stopped: Option<String>,
     /// When its next request may go (ms since the epoch).
     pub next_slot: Option<i64>,
+    /// Follows X was seen showing, and follows waiting to be looked for (`[verify]`); those
+    /// never seen are the outcome `unconfirmed`.
+    pub confirmed: i64,
+    pub awaiting_confirmation: i64,
 }
 
 /// The whole report; its keys are stable (documented in README.md).
@@ -116,6 +120,9 @@ pub struct Report {
     /// The limits profile: `v2`, `v1.1` or `custom`.
     pub profile: String,
     pub jobs: JobCounts,
+    /// Over every account: follows confirmed at X, and awaiting a look.
+    pub confirmed: i64,
+    pub awaiting_confirmation: i64,
     pub accounts: Vec<AccountStatus>,
     pub app: AppStatus,
     /// When the queue will be done at the configured limits (ms since the epoch); null when
@@ -160,6 +167,7 @@ pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
     let snapshot = store.ledger_snapshot(now - limits.budget.longest_ms()).await?;
     let mut sched = Scheduler::from_ledger(limits, &snapshot, |n| ctx.settings.account(n).is_some(), now, 0);
     let counts = store.job_counts().await?;
+    let confirmations: HashMap<i64, Confirmations> = store.confirmations().await?.into_iter().collect();
     let imports = store.recent_imports(10).await?;
     let app_stopped = store.app_stopped().await?.map(|(reason, at)| AppStop { reason, at });
     store.close().await;
@@ -170,7 +178,7 @@ pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
         total.add(c.state.as_str(), c.outcome.map(Outcome::as_str), c.n);
         per.entry(c.account.clone()).or_default().add(c.state.as_str(), c.outcome.map(Outcome::as_str), c.n);
     }
-    let accounts = account_statuses(ctx, &mut sched, &mut per, now);
+    let accounts = account_statuses(ctx, &mut sched, &mut per, &confirmations, now);
     let waiting_on_stopped = accounts.iter().filter(|a| a.stopped.is_some()).map(|a| a.jobs.by_state["queued"]).sum();
     let (app_budget, app_windows) = windows(&ctx.settings.limits.app, &sched.app_used(now));
     // The app's next slot only when some account could use it.
@@ -181,6 +189,8 @@ pub async fn report(ctx: &Context) -> anyhow::Result<Report> {
         window_ms: sched.limits.budget.longest_ms(),
         profile: ctx.settings.limits.profile.as_str().to_string(),
         jobs: total,
+        confirmed: accounts.iter().map(|a| a.confirmed).sum(),
+        awaiting_confirmation: accounts.iter().map(|a| a.awaiting_confirmation).sum(),
         accounts,
         app: AppStatus { budget: app_budget, windows: app_windows, next_slot: app_next },
         eta: sched.eta(now),
@@ -194,6 +204,7 @@ fn account_statuses(
     ctx: &Context,
     sched: &mut Scheduler,
     per: &mut BTreeMap<String, JobCounts>,
+    confirmations: &HashMap<i64, Confirmations>,
     now: i64,
 ) -> Vec<AccountStatus> {
     let mut out = Vec::new();
@@ -215,6 +226,8 @@ fn account_statuses(
             pause_reason: (a.paused_until > now).then(|| a.pause_reason.clone()),
             stopped: a.stopped.clone(),
             next_slot: next,
+            confirmed: confirmations.get(&a.id).map_or(0, |c| c.confirmed),
+            awaiting_confirmation: confirmations.get(&a.id).map_or(0, |c| c.awaiting),
         });
     }
     // Configured accounts the database has not met yet (nothing imported for them).
@@ -232,6 +245,8 @@ fn account_statuses(
                 pause_reason: None,
                 stopped: None,
                 next_slot: None,
+                confirmed: 0,
+                awaiting_confirmation: 0,
             });
         }
     }
@@ -317,6 +332,25 @@ pub fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         writeln!(out, "  {:<14} {}", a.name, outcomes_line(&a.jobs))?;
     }
     writeln!(out, "  {:<14} {}", "all", outcomes_line(&r.jobs))?;
+    let unconfirmed = |c: &JobCounts| c.by_outcome.get("unconfirmed").copied().unwrap_or(0);
+    if r.confirmed + r.awaiting_confirmation + unconfirmed(&r.jobs) > 0 {
+        writeln!(
+            out,
+            "
+seen at X (follows are looked for once settled):"
+        )?;
+        let line = |out: &mut dyn Write, name: &str, confirmed: i64, awaiting: i64, c: &JobCounts| {
+            writeln!(
+                out,
+                "  {name:<14} {confirmed} confirmed, {awaiting} awaiting confirmation, {} unconfirmed",
+                unconfirmed(c)
+            )
+        };
+        for a in &r.accounts {
+            line(out, &a.name, a.confirmed, a.awaiting_confirmation, &a.jobs)?;
+        }
+        line(out, "all", r.confirmed, r.awaiting_confirmation, &r.jobs)?;
+    }
     if let Some(stop) = &r.app_stopped {
         writeln!(
             out,

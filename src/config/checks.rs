@@ -37,6 +37,11 @@ const ENV_KEYS: &[&str] = &[
     "FOLLOWQ_RESOLVE_PER_USER",
     "FOLLOWQ_RESOLVE_PER_APP",
     "FOLLOWQ_RUN_CONCURRENCY",
+    "FOLLOWQ_VERIFY_CONFIRM",
+    "FOLLOWQ_VERIFY_SETTLE",
+    "FOLLOWQ_VERIFY_RETRY_AFTER",
+    "FOLLOWQ_VERIFY_PER_USER",
+    "FOLLOWQ_VERIFY_PER_APP",
     "FOLLOWQ_SECRETS",
     "FOLLOWQ_PIN",
 ];
@@ -99,6 +104,16 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
     s.limits.check()?;
     if s.run.concurrency == 0 || s.run.concurrency > 256 {
         return Err(invalid("run.concurrency", "must be between 1 and 256"));
+    }
+    if s.verify.retry_after < s.verify.settle {
+        return Err(invalid(
+            "verify.retry_after",
+            format!(
+                "{} is shorter than verify.settle ({}): a follow is sent again only after it was looked for",
+                humantime::format_duration(s.verify.retry_after),
+                humantime::format_duration(s.verify.settle)
+            ),
+        ));
     }
     if s.retry.max_attempts == 0 {
         return Err(invalid("retry.max_attempts", "must be at least 1"));

@@ -125,6 +125,22 @@ pub struct ResolveSettings {
     pub per_app: Window,
 }
 
+/// The `[verify]` section: follows confirmed against what X shows (friendships/lookup in v1.1,
+/// the account's following list in v2), read within X's published read limits, paced with
+/// governor like `[resolve]`.
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    /// `run` confirms its follows as it goes (and ends only when each is confirmed or settled).
+    pub confirm: bool,
+    /// A follow is looked for once it is at least this old.
+    pub settle: Duration,
+    /// A follow still not visible this long after X answered it is sent again, once.
+    pub retry_after: Duration,
+    /// The read endpoint's windows, per account and for the app.
+    pub per_user: Window,
+    pub per_app: Window,
+}
+
 /// The `[run]` section.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -148,6 +164,7 @@ pub struct Settings {
     pub limits: Limits,
     pub retry: RetrySettings,
     pub resolve: ResolveSettings,
+    pub verify: VerifySettings,
     pub run: RunSettings,
     pub accounts: Vec<Account>,
     /// The spool folder `import` (no file) and `run --watch` read.
@@ -170,6 +187,13 @@ impl Default for Settings {
             limits: Limits::of_profile(Profile::V2),
             retry: RetrySettings { max_attempts: 5, base: Duration::from_secs(2), max: Duration::from_secs(300) },
             resolve: ResolveSettings { per_user: Window::new(900, 900), per_app: Window::new(300, 900) },
+            verify: VerifySettings {
+                confirm: true,
+                settle: Duration::from_secs(120),
+                retry_after: Duration::from_secs(600),
+                per_user: Window::new(15, 900),
+                per_app: Window::new(15, 900),
+            },
             run: RunSettings { concurrency: 1 },
             accounts: Vec::new(),
             inbox: PathBuf::from("jobs/inbox"),
@@ -209,6 +233,8 @@ struct RawFile {
     retry: RawRetry,
     #[serde(default)]
     resolve: RawResolve,
+    #[serde(default)]
+    verify: RawVerify,
     #[serde(default)]
     run: RawRun,
     #[serde(default)]
@@ -272,6 +298,16 @@ struct RawRetry {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawResolve {
+    per_user: Option<String>,
+    per_app: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    confirm: Option<bool>,
+    settle: Option<String>,
+    retry_after: Option<String>,
     per_user: Option<String>,
     per_app: Option<String>,
 }
@@ -432,6 +468,27 @@ fn merge(raw: RawFile, env: &HashMap<String, String>, mut secrets: RawSecrets) -
     }
     if let Some(v) = e(&["FOLLOWQ_RESOLVE_PER_APP"]).or(raw.resolve.per_app) {
         s.resolve.per_app = Window::parse("resolve.per_app", &v)?;
+    }
+    if let Some(v) = e(&["FOLLOWQ_VERIFY_CONFIRM"]) {
+        s.verify.confirm = match v.trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            other => return Err(invalid("verify.confirm", format!("'{other}' is not true or false"))),
+        };
+    } else if let Some(v) = raw.verify.confirm {
+        s.verify.confirm = v;
+    }
+    if let Some(v) = e(&["FOLLOWQ_VERIFY_SETTLE"]).or(raw.verify.settle) {
+        s.verify.settle = duration("verify.settle", &v)?;
+    }
+    if let Some(v) = e(&["FOLLOWQ_VERIFY_RETRY_AFTER"]).or(raw.verify.retry_after) {
+        s.verify.retry_after = duration("verify.retry_after", &v)?;
+    }
+    if let Some(v) = e(&["FOLLOWQ_VERIFY_PER_USER"]).or(raw.verify.per_user) {
+        s.verify.per_user = Window::parse("verify.per_user", &v)?;
+    }
+    if let Some(v) = e(&["FOLLOWQ_VERIFY_PER_APP"]).or(raw.verify.per_app) {
+        s.verify.per_app = Window::parse("verify.per_app", &v)?;
     }
     if let Some(v) = e(&["FOLLOWQ_RUN_CONCURRENCY"]) {
         s.run.concurrency = number("run.concurrency", &v)?;

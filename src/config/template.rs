@@ -37,6 +37,14 @@ max = "5m"
 per_user = "900/15m"                   # X's published read limits; a restart forgets this pacing,
 per_app = "300/15m"                    # which is fine for a read (a 429 only costs a wait)
 
+[verify]                               # follows confirmed against what X shows, not assumed
+confirm = true                         # `run` looks for each follow it made, and ends when each is settled
+settle = "2m"                          # a follow is looked for once it is this old (X is eventually consistent)
+retry_after = "10m"                    # one still not visible this long after is sent again, once;
+                                       # still not visible a settle later, it ends 'unconfirmed'
+per_user = "15/15m"                    # the read endpoint's published limits (friendships/lookup in
+per_app = "15/15m"                     # v1.1, the account's following list in v2), paced in memory
+
 [run]
 concurrency = 1                        # requests in flight at once (a crash can leave this many unanswered)
 

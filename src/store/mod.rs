@@ -9,7 +9,10 @@ use std::path::Path;
 
 pub use crate::model::{AttemptResult, Budget, JobState, NewJob, Outcome, Quota, TargetKind};
 pub use crate::time::now_ms;
-pub use sqlite::{COMMIT_EVERY, INSERT_BATCH, ImportSession, RECORD_BATCH, Store};
+pub use sqlite::{
+    COMMIT_EVERY, Check, Confirmations, INSERT_BATCH, ImportSession, RECORD_BATCH, SETTLE_BATCH, Settled, Settlement,
+    Store,
+};
 
 /// A store error: the database could not be opened, migrated, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +154,8 @@ pub struct Record {
     pub rl_reset: Option<i64>,
     pub job: RecordJob,
     pub account: Option<RecordAccount>,
+    /// A follow to be looked for at X this long after the answer is recorded (ms): its settle.
+    pub check_after: Option<i64>,
 }
 
 impl Record {
@@ -171,6 +176,7 @@ impl Record {
             rl_reset: None,
             job: RecordJob::Requeue { not_before: 0, failure: false },
             account: None,
+            check_after: None,
         }
     }
 }
@@ -256,6 +262,7 @@ pub struct ExportRow {
     pub last_message: String,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+    pub confirmed_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]

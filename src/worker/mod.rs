@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::api::Client;
 use crate::api::classify::{Outcome, Verdict};
 use crate::config::{Account, ApiVersion, Settings};
+use crate::confirm::Confirmer;
 use crate::resolve::{Resolver, Step};
 use crate::schedule::{Decision, Limits, Scheduler};
 use crate::store::{
@@ -25,6 +26,7 @@ use crate::store::{
 use crate::text::printable;
 use crate::time::{Clock, Hold, human_ms, local_time};
 
+mod confirming;
 mod lock;
 mod policy;
 
@@ -63,6 +65,8 @@ pub struct View<'a> {
     /// Request slots free now (`run.concurrency` less the requests out).
     pub free_slots: usize,
     pub now: i64,
+    /// Follows this run saw confirmed at X, by account id.
+    pub confirmed: &'a HashMap<i64, i64>,
 }
 
 /// What the dispatcher tells the progress display.
@@ -151,6 +155,12 @@ struct Dispatcher<'a> {
     /// transport failure), one request at a time: a plan that cannot follow is told so after
     /// one request, not after a slot-full of them.
     probing: bool,
+    /// Follows looked for at X once settled (`verify.confirm`), and when each account's next
+    /// look is due (ms).
+    confirmer: Option<Confirmer>,
+    checks: HashMap<i64, i64>,
+    /// Follows this run confirmed, by account id.
+    confirmed: HashMap<i64, i64>,
 }
 
 /// Works the queue off until it is empty, stopped, or blocked.
@@ -230,7 +240,13 @@ pub async fn work_off(
         resolver,
         resolved_ahead: HashMap::new(),
         probing: true,
+        confirmer: settings.verify.confirm.then(|| Confirmer::new(&settings.verify, client.version())),
+        checks: HashMap::new(),
+        confirmed: HashMap::new(),
     };
+    if d.confirmer.is_some() {
+        d.reload_checks().await?;
+    }
     let ending = d.work(&shutdown, &opts, observer).await;
     // Stop sending; let the requests that are out come back and be recorded. Each is bounded
     // by the API time-out; one that truly never returns stays "unknown" for the next start.
@@ -250,6 +266,7 @@ pub async fn work_off(
         waiting: &waiting,
         free_slots: d.free_slots(),
         now: d.clock.now_ms(),
+        confirmed: &d.confirmed,
     };
     observer.update(&view, true);
     let ending = ending?;
@@ -298,6 +315,7 @@ impl Dispatcher<'_> {
                 waiting: &waiting,
                 free_slots: self.free_slots(),
                 now,
+                confirmed: &self.confirmed,
             };
             observer.update(&view, false);
             if shutdown.is_cancelled() || opts.deadline.is_some_and(|d| now >= d) {
@@ -307,7 +325,12 @@ impl Dispatcher<'_> {
                 next_refresh = tokio::time::Instant::now() + QUEUE_REFRESH;
                 refresh_queue(self.store, &mut self.sched, now).await?;
             }
-            let idle = self.requests.is_empty() && !opts.watch;
+            let confirming = self.confirm_due(now).await?;
+            if let Some(e) = confirming.ending {
+                return Ok(e);
+            }
+            // Done only when every follow is settled too (confirmed, or ended unconfirmed).
+            let idle = self.requests.is_empty() && !opts.watch && !self.awaiting_checks();
             let decision = self.sched.decide(now);
             let sending = matches!(decision, Decision::Send(_));
             let wake = match decision {
@@ -339,10 +362,7 @@ impl Dispatcher<'_> {
                 Decision::Blocked if idle => return Ok(Ending::Blocked),
                 Decision::Idle | Decision::Blocked => None,
             };
-            let until = match (wake, opts.deadline) {
-                (Some(w), Some(d)) => Some(w.min(d)),
-                (w, d) => w.or(d),
-            };
+            let until = [wake, confirming.wake, opts.deadline].into_iter().flatten().min();
             let most = if sending && self.free_slots() > 0 {
                 GATHER.saturating_sub(self.last_claim.elapsed())
             } else {
@@ -398,6 +418,10 @@ impl Dispatcher<'_> {
             // X answered about the follow itself: the app may follow; the probe is over.
             if !matches!(verdict, Verdict::AppStopped(_) | Verdict::Transient(_) | Verdict::ClockSkew) {
                 self.probing = false;
+            }
+            if let Some(after) = record.check_after {
+                let at = self.clock.now_ms() + after;
+                self.check_later(record.account_id, at);
             }
             if let Some(e) = absorb(&mut self.sched, &mut self.outcomes, record, verdict, self.client, &self.clock) {
                 ending = Some(e);
@@ -550,6 +574,7 @@ impl Dispatcher<'_> {
                     cooldown_ms: (settings.limits.longest_user().length.as_millis() as f64 * COOLDOWN_SHARE) as i64,
                     pace_factor: sched.account(id).map_or(1.0, |a| a.pace_factor),
                     window_frees: sched.user_window_frees(id).unwrap_or(sent_at),
+                    settle_ms: settings.verify.confirm.then_some(settings.verify.settle.as_millis() as i64),
                 };
                 let out = self.out.entry(id).or_default();
                 for claim in claims {

@@ -27,6 +27,8 @@ pub(super) struct TaskCtx {
     pub(super) pace_factor: f64,
     /// When the account's oldest send in the window leaves it (for a 161 pause).
     pub(super) window_frees: i64,
+    /// A follow X answered is looked for this long after (ms; None: `verify.confirm` is off).
+    pub(super) settle_ms: Option<i64>,
 }
 
 impl TaskCtx {
@@ -89,7 +91,19 @@ impl TaskCtx {
         };
         rec.result = verdict.result();
         match &verdict {
-            Verdict::Done(o) => rec.job = RecordJob::Done(*o),
+            Verdict::Done(o) => {
+                rec.job = RecordJob::Done(*o);
+                // What X says it did is looked for: a follow, and (v1.1, whose lookup shows
+                // them) a request to a protected account. v2's following list shows no requests.
+                let visible = match o {
+                    Outcome::Followed => true,
+                    Outcome::Requested => self.client.version() == crate::config::ApiVersion::V1_1,
+                    _ => false,
+                };
+                if visible {
+                    rec.check_after = self.settle_ms;
+                }
+            }
             Verdict::Transient(_) | Verdict::ClockSkew => {
                 let failures = claim.failures + 1;
                 if failures >= self.retry.max_attempts as i64 {
@@ -167,6 +181,7 @@ mod tests {
             cooldown_ms: HOUR,
             pace_factor: 2.0,
             window_frees: NOW + 5 * HOUR,
+            settle_ms: Some(120_000),
         }
     }
 
@@ -200,6 +215,31 @@ mod tests {
             Some(RecordAccount::Pause { until, pace_factor, .. }) => (*until, *pace_factor),
             other => panic!("not a pause: {other:?}"),
         }
+    }
+
+    /// Issue 16: what X says it did is looked for once settled: a follow, and in v1.1 a request
+    /// (its lookup shows them); nothing else, and nothing when confirming is off.
+    #[test]
+    fn a_follow_and_a_v1_1_request_are_looked_for_once_settled() {
+        let ok = |body: &str| {
+            Ok(api::Response {
+                status: 200,
+                body: body.into(),
+                date: None,
+                rl_limit: None,
+                rl_remaining: None,
+                rl_reset: None,
+            })
+        };
+        let followed = ctx().decide(&claim(0), ok(r#"{"id_str":"1","protected":false}"#), NOW).1;
+        assert_eq!((followed.job, followed.check_after), (RecordJob::Done(Outcome::Followed), Some(120_000)));
+        let requested =
+            ctx().decide(&claim(0), ok(r#"{"id_str":"1","protected":true,"follow_request_sent":true}"#), NOW).1;
+        assert_eq!((requested.job, requested.check_after), (RecordJob::Done(Outcome::Requested), Some(120_000)));
+        let blocked = ctx().decide(&claim(0), answer(403, 162, (None, None)), NOW).1;
+        assert_eq!(blocked.check_after, None);
+        let off = TaskCtx { settle_ms: None, ..ctx() };
+        assert_eq!(off.decide(&claim(0), ok(r#"{"id_str":"1"}"#), NOW).1.check_after, None);
     }
 
     #[test]

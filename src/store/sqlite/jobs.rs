@@ -105,7 +105,7 @@ impl Store {
         use futures_util::TryStreamExt;
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "select a.name as account, j.target, j.target_kind, j.state, j.outcome, j.attempts,
-                    j.last_status, j.last_code, j.last_message, j.created_at, j.finished_at
+                    j.last_status, j.last_code, j.last_message, j.created_at, j.finished_at, j.confirmed_at
              from jobs j join accounts a on a.id = j.account_id",
         );
         if !outcomes.is_empty() {
@@ -144,7 +144,8 @@ impl Store {
     /// Puts finished jobs with one of `outcomes` back in the queue with a fresh failure count.
     pub async fn requeue(&self, outcomes: &[String], account_id: Option<i64>) -> Result<u64, StoreError> {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "update jobs set state = 'queued', outcome = null, failures = 0, not_before = 0, finished_at = null
+            "update jobs set state = 'queued', outcome = null, failures = 0, not_before = 0, finished_at = null,
+                    check_at = null, confirmed_at = null, resent = 0
              where state = 'done' and outcome in (",
         );
         let mut sep = qb.separated(", ");

@@ -341,8 +341,10 @@ async fn record_in(conn: &mut SqliteConnection, records: &[Record], now: i64) ->
             "update jobs set state = v.column3, outcome = v.column4, not_before = v.column5,
                     failures = failures + v.column6, last_status = v.column7, last_code = v.column8,
                     last_message = v.column9, attempt_id = null,
-                    finished_at = case when v.column3 = 'done' then ",
+                    check_at = case when v.column3 = 'done' then ",
         );
+        qb.push_bind(now);
+        qb.push(" + v.column10 end, finished_at = case when v.column3 = 'done' then ");
         qb.push_bind(now);
         qb.push(" else finished_at end from (");
         qb.push_values(&live, |mut b, r| {
@@ -355,7 +357,8 @@ async fn record_in(conn: &mut SqliteConnection, records: &[Record], now: i64) ->
                 .push_bind(failure as i64)
                 .push_bind(r.http_status)
                 .push_bind(r.error_code)
-                .push_bind(r.message.as_str());
+                .push_bind(r.message.as_str())
+                .push_bind(r.check_after);
         });
         qb.push(") as v where jobs.id = v.column1 and jobs.attempt_id = v.column2 and jobs.state = 'in_flight'");
         let changed = qb.build().execute(&mut *conn).await?.rows_affected();

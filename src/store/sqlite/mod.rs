@@ -2,11 +2,13 @@
 //! file), the write lock, and the SQL of each part — the queue (`jobs.rs`), the ledger
 //! (`ledger.rs`), the import log (`imports.rs`). Its dialect and its error codes stay here.
 
+mod confirm;
 mod imports;
 mod jobs;
 mod ledger;
 mod users;
 
+pub use confirm::{Check, Confirmations, SETTLE_BATCH, Settled, Settlement};
 pub use jobs::{COMMIT_EVERY, INSERT_BATCH, ImportSession};
 pub use ledger::RECORD_BATCH;
 
@@ -459,12 +461,14 @@ mod tests {
             "attempts_open",
             "attempts_sent",
             "jobs",
+            "jobs_confirmed",
             "jobs_count_transition",
             "jobs_done",
             "jobs_in_flight",
             "jobs_queued",
+            "jobs_to_check",
         ];
-        assert_eq!(schema, expected);
+        assert_eq!(schema, expected, "as migrations 3 and 7 (its second rebuild) leave them");
         // The dispatcher's next-job lookup and verify's finished jobs read their partial indexes.
         for (query, index) in [
             (
@@ -494,17 +498,21 @@ mod tests {
             "insert into jobs (account_id, target_kind, target, created_at) values (3, 'screen_name', 'x', 1)",
             "update attempts set result = 'ok' where id = 3",
             "insert into attempts (job_id, account_id, sent_at) values (99, 1, 1)",
+            // Migration 7: only a finished job is looked for, and it is sent again once.
+            "update jobs set check_at = 5 where id = 2",
+            "update jobs set resent = 2 where id = 1",
         ] {
             assert!(sqlx::query(bad).execute(&store.pool).await.is_err(), "accepted: {bad}");
         }
+        sqlx::query("update jobs set check_at = 5, resent = 1 where id = 1").execute(&store.pool).await.unwrap();
         // The count trigger came back with the table: finishing job 2 moves it between counts.
-        sqlx::query("update jobs set state = 'done', outcome = 'not_found' where id = 2")
+        sqlx::query("update jobs set state = 'done', outcome = 'unconfirmed' where id = 2")
             .execute(&store.pool)
             .await
             .unwrap();
         let kept = store.job_counts().await.unwrap();
         assert_eq!(kept, store.recount_jobs().await.unwrap());
-        assert!(kept.iter().any(|c| c.outcome == Some(Outcome::NotFound) && c.n == 1), "{kept:?}");
+        assert!(kept.iter().any(|c| c.outcome == Some(Outcome::Unconfirmed) && c.n == 1), "{kept:?}");
         store.close().await;
     }
 }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::model::AttemptResult;
 use crate::model::NewJob;
-use crate::store::Quota;
+use crate::store::{Quota, Settlement};
 use crate::time::now_ms;
 
 /// A store with `n` queued jobs for one account; its id.
@@ -364,4 +364,61 @@ async fn an_ids_only_claim_takes_resolved_names_and_ids_and_leaves_the_rest() {
     assert!(matches!(r, ClaimResult::NoJob), "{r:?}");
     // Without `ids_only` (v1.1, which follows by name), the rest go.
     assert_eq!(claims(store.claim(&at(1_002), ask(id, &b, 10)).await.unwrap()).len(), 2);
+}
+
+/// Issue 16: a follow X answered is looked for once settled; seen, confirmed; not seen, looked
+/// for again at `retry_after`, then sent again once (an ordinary attempt, counted), and not seen
+/// a settle after that, it ends `unconfirmed`. The counts follow every step.
+#[tokio::test]
+async fn a_follow_not_seen_is_looked_for_again_sent_again_once_then_ends_unconfirmed() {
+    let (_dir, store, id) = store_with(3).await;
+    let (settle, retry) = (120_000, 600_000);
+    let budget = budget();
+    let t0 = 1_000_000;
+    let sent = claims(store.claim(&at(t0), ask(id, &budget, 3)).await.unwrap());
+    let records: Vec<Record> = sent.iter().map(|c| Record { check_after: Some(settle), ..answer(c) }).collect();
+    store.record(&records, &at(t0 + 10)).await.unwrap();
+    let (a, b, c) = (sent[0].job_id, sent[1].job_id, sent[2].job_id);
+    assert!(store.due_checks(id, t0 + 10 + settle - 1, 100).await.unwrap().is_empty(), "not settled yet");
+    let due = store.due_checks(id, t0 + 10 + settle, 100).await.unwrap();
+    assert_eq!(due.iter().map(|c| c.job_id).collect::<Vec<_>>(), [a, b, c]);
+    assert_eq!(due[0].outcome, Outcome::Followed);
+    assert_eq!(store.next_checks().await.unwrap(), [(id, t0 + 10 + settle)]);
+
+    // a seen; b and c not, before retry_after: looked for again then.
+    let first = t0 + 10 + settle;
+    let s = store.settle_checks(&[(a, true), (b, false), (c, false)], first, retry).await.unwrap();
+    assert_eq!(s, [(a, Settlement::Confirmed), (b, Settlement::Later), (c, Settlement::Later)]);
+    assert_eq!(store.next_checks().await.unwrap(), [(id, t0 + 10 + retry)]);
+    // At retry_after: b seen at last, c still not: c goes back to the queue.
+    let second = t0 + 10 + retry;
+    let s = store.settle_checks(&[(b, true), (c, false)], second, retry).await.unwrap();
+    assert_eq!(s, [(b, Settlement::Confirmed), (c, Settlement::Resent)]);
+    assert!(store.next_checks().await.unwrap().is_empty());
+    assert_eq!(store.job_counts().await.unwrap(), store.recount_jobs().await.unwrap());
+    // Sent again: an ordinary attempt in the ledger.
+    let again = claims(store.claim(&at(second + 5), ask(id, &budget, 3)).await.unwrap());
+    assert_eq!(again.iter().map(|c| c.job_id).collect::<Vec<_>>(), [c]);
+    let record = Record { check_after: Some(settle), ..answer(&again[0]) };
+    store.record(&[record], &at(second + 6)).await.unwrap();
+    assert_eq!(store.attempt_log().await.unwrap().len(), 4);
+    // Not seen a settle after the re-send: unconfirmed, nothing more to look for.
+    let third = second + 6 + settle;
+    let s = store.settle_checks(&[(c, false)], third, retry).await.unwrap();
+    assert_eq!(s, [(c, Settlement::Unconfirmed)]);
+    assert!(store.next_checks().await.unwrap().is_empty());
+    // Settling a job no longer looked for changes nothing.
+    assert!(store.settle_checks(&[(a, false)], third, retry).await.unwrap().is_empty());
+    let counts = store.job_counts().await.unwrap();
+    assert_eq!(counts, store.recount_jobs().await.unwrap());
+    let n = |o: Outcome| counts.iter().filter(|r| r.outcome == Some(o)).map(|r| r.n).sum::<i64>();
+    assert_eq!((n(Outcome::Followed), n(Outcome::Unconfirmed)), (2, 1));
+    let confirmed = store.confirmations().await.unwrap();
+    assert_eq!(confirmed, [(id, crate::store::Confirmations { confirmed: 2, awaiting: 0 })]);
+    // `retry --outcome unconfirmed` starts the job afresh.
+    assert_eq!(store.requeue(&["unconfirmed".into()], Some(id)).await.unwrap(), 1);
+    let fresh = claims(store.claim(&at(third + 1), ask(id, &budget, 3)).await.unwrap());
+    store.record(&[Record { check_after: Some(settle), ..answer(&fresh[0]) }], &at(third + 2)).await.unwrap();
+    let s = store.settle_checks(&[(c, false)], third + 2 + retry, retry).await.unwrap();
+    assert_eq!(s, [(c, Settlement::Resent)], "a fresh start gets its one re-send again");
 }

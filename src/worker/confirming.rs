@@ -1,0 +1,132 @@
+//! The dispatcher's confirmations (`verify.confirm`): the follows due to be looked for, looked
+//! for within the read budget between follows, and what that changed told to the scheduler
+//! (a re-send is a job queued again) and to the display.
+
+use tracing::{info, warn};
+
+use super::{Dispatcher, Ending, refresh_queue};
+use crate::confirm::Step;
+use crate::model::Outcome;
+use crate::store::{Settled, Settlement};
+use crate::text::printable;
+
+/// What a turn of confirmation left.
+#[derive(Debug, Default)]
+pub(super) struct Confirming {
+    /// When something is next due (a look, or room in the read budget).
+    pub(super) wake: Option<i64>,
+    pub(super) ending: Option<Ending>,
+}
+
+impl Dispatcher<'_> {
+    /// Reloads when each account's next look is due (after a look, or at the start).
+    pub(super) async fn reload_checks(&mut self) -> anyhow::Result<()> {
+        self.checks = self.store.next_checks().await?.into_iter().collect();
+        Ok(())
+    }
+
+    /// Follows are still to be looked for (by accounts that can: not stopped, configured).
+    pub(super) fn awaiting_checks(&self) -> bool {
+        self.checks
+            .keys()
+            .any(|id| self.accounts.contains_key(id) && self.sched.account(*id).is_some_and(|a| a.stopped.is_none()))
+    }
+
+    /// Notes a follow to look for once it has settled (its answer was just recorded).
+    pub(super) fn check_later(&mut self, account_id: i64, at: i64) {
+        let next = self.checks.entry(account_id).or_insert(at);
+        *next = (*next).min(at);
+    }
+
+    /// One read for each account with follows due at `now`, within the read budget.
+    pub(super) async fn confirm_due(&mut self, now: i64) -> anyhow::Result<Confirming> {
+        let mut out = Confirming::default();
+        if self.confirmer.is_none() {
+            return Ok(out);
+        }
+        let due: Vec<i64> = self.checks.iter().filter(|(_, t)| **t <= now).map(|(id, _)| *id).collect();
+        let mut looked = false;
+        for id in due {
+            let Some(account) = self.accounts.get(&id).cloned() else { continue };
+            if self.sched.account(id).is_some_and(|a| a.stopped.is_some()) {
+                continue;
+            }
+            if self.resolver.is_some() && !self.sources.contains_key(&id) {
+                if let Some(e) = self.identify(id, now).await? {
+                    out.ending = Some(e);
+                    return Ok(out);
+                }
+                if !self.sources.contains_key(&id) {
+                    continue;
+                }
+            }
+            let source = self.sources.get(&id).cloned();
+            let Some(confirmer) = self.confirmer.as_mut() else { return Ok(out) };
+            let step = confirmer.step(self.store, self.client, &self.clock, id, &account, source.as_deref()).await?;
+            match step {
+                Step::Nothing => looked = true,
+                Step::Paged => out.wake = Some(now),
+                Step::Settled(settled) => {
+                    looked = true;
+                    let counts = Settled::of(&settled.iter().map(|(c, s)| (c.job_id, *s)).collect::<Vec<_>>());
+                    let mine = self.outcomes.entry(id).or_default();
+                    for (check, s) in &settled {
+                        match s {
+                            Settlement::Confirmed => *self.confirmed.entry(id).or_default() += 1,
+                            Settlement::Later => {}
+                            // The job left its outcome: queued again, or `unconfirmed`.
+                            Settlement::Resent | Settlement::Unconfirmed => {
+                                *mine.entry(check.outcome.as_str()).or_default() -= 1;
+                                if *s == Settlement::Unconfirmed {
+                                    *mine.entry(Outcome::Unconfirmed.as_str()).or_default() += 1;
+                                    warn!(account = %account.name, target = %printable(&check.target), "follow never showed at X, even sent again: unconfirmed");
+                                }
+                            }
+                        }
+                    }
+                    info!(
+                        account = %account.name,
+                        confirmed = counts.confirmed,
+                        not_yet = counts.later,
+                        sent_again = counts.resent,
+                        unconfirmed = counts.unconfirmed,
+                        "follows looked for at X"
+                    );
+                    if counts.resent > 0 {
+                        refresh_queue(self.store, &mut self.sched, self.clock.now_ms()).await?;
+                    }
+                }
+                // Looked for again when reads may go (the store's times are kept).
+                Step::Wait(t) => {
+                    if let Some(next) = self.checks.get_mut(&id) {
+                        *next = (*next).max(t);
+                    }
+                }
+                Step::Paused(t) => {
+                    for next in self.checks.values_mut() {
+                        *next = (*next).max(t);
+                    }
+                    break;
+                }
+                Step::AccountStopped(why) => {
+                    warn!(account = %account.name, reason = %printable(&why), "account stopped");
+                    self.store.stop_account(id, &why).await?;
+                    self.sched.stopped(id, &why);
+                }
+                Step::AppStopped(why) => {
+                    out.ending = Some(Ending::AppStopped(why));
+                    return Ok(out);
+                }
+            }
+        }
+        if looked {
+            self.reload_checks().await?;
+        }
+        let next = self.checks.iter().filter(|(id, _)| self.accounts.contains_key(id)).map(|(_, t)| *t).min();
+        out.wake = match (out.wake, next) {
+            (Some(a), Some(b)) => Some(a.min(b.max(now))),
+            (a, b) => a.or(b.map(|t| t.max(now))),
+        };
+        Ok(out)
+    }
+}

@@ -245,7 +245,8 @@ async fn status_export_retry_verify_and_accounts_after_a_run() {
 
     let out = env.cmd().arg("verify").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("alice: 2 confirmed, 0 not visible yet") && text.contains("bob: 1 confirmed"), "{text}");
+    // v1.1's lookup shows the request to p_three too (issue 16: requests are confirmed there).
+    assert!(text.contains("alice: 3 confirmed, 0 not visible yet") && text.contains("bob: 1 confirmed"), "{text}");
     assert_eq!(out.status.code(), Some(0));
 
     // A revoked token: check says so; once it verifies again, check resumes the account.

@@ -18,9 +18,13 @@ pub struct Args {
     /// Answer every follow with a refusal: 453, client-forbidden, 402 or usage-capped
     #[arg(long)]
     pub refuse: Option<String>,
-    /// Follows show in friendships/lookup only after this long
+    /// Follows show (friendships/lookup, the following list) only after this long
     #[arg(long, default_value = "0s")]
     pub visible_after: String,
+    /// Share of new follows answered 200 and never made (0-1), as X's eventual consistency
+    /// at its worst
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_follows: f64,
 }
 
 /// The sandbox's credentials and limits: the followq config's when it has app keys and
@@ -75,6 +79,10 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         config.faults = sandbox::parse_faults(spec).map_err(|e| UsageError(format!("--faults: {e}")))?;
     }
     config.visible_after = crate::config::duration("--visible-after", &args.visible_after)?;
+    if !(0.0..=1.0).contains(&args.drop_follows) {
+        return Err(UsageError(format!("--drop-follows: {} is not between 0 and 1", args.drop_follows)).into());
+    }
+    config.drop_ratio = args.drop_follows;
     if let Some(r) = &args.refuse {
         config.refuse = Some(sandbox::Refusal::parse(r).map_err(|e| UsageError(format!("--refuse: {e}")))?);
     }

@@ -65,6 +65,8 @@ pub struct Stats {
     pub reads: BTreeMap<String, u64>,
     pub read_violations: u64,
     pub following_pages: u64,
+    /// Following-list pages asked for with a `pagination_token` (a page after the first).
+    pub following_later_pages: u64,
 }
 
 /// The most requests inside any one window, per account and for the app.

@@ -24,10 +24,11 @@ pub struct Env {
 impl Env {
     pub fn new(accounts: &[&str], base_url: &str, limits: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        // Confirming follows is issue 16's, tried by its own tests (`Env::confirm`): these
-        // suites count requests, and a settle would make every run wait.
+        // Confirming follows is issue 16's, tried by its own tests: these suites count
+        // requests, and a settle would make every run wait. Reads (`verify`) at X's 15 a
+        // window, but a window of 15 s, not 15 minutes.
         let mut cfg = format!(
-            "[api]\nbase_url = \"{base_url}\"\ntimeout = \"2s\"\n[app]\nconsumer_key = \"{CONSUMER_KEY}\"\nconsumer_secret = \"{CONSUMER_SECRET}\"\n{limits}\n[retry]\nbase = \"50ms\"\nmax = \"400ms\"\nmax_attempts = 4\n[verify]\nconfirm = false\n"
+            "[api]\nbase_url = \"{base_url}\"\ntimeout = \"2s\"\n[app]\nconsumer_key = \"{CONSUMER_KEY}\"\nconsumer_secret = \"{CONSUMER_SECRET}\"\n{limits}\n[retry]\nbase = \"50ms\"\nmax = \"400ms\"\nmax_attempts = 4\n[verify]\nconfirm = false\nper_user = \"15/15s\"\nper_app = \"15/15s\"\n"
         );
         for a in accounts {
             let (t, s) = token(a);

@@ -96,6 +96,9 @@ impl World {
             })
             .collect();
         self.stats.following_pages += 1;
+        if offset > 0 {
+            self.stats.following_later_pages += 1;
+        }
         let mut meta = json!({"result_count": page.len()});
         if offset + page.len() < all.len() {
             meta["next_token"] = json!(encode_page(offset + page.len()));

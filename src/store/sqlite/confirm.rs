@@ -91,10 +91,12 @@ impl Store {
     }
 
     /// Every follow of the account that X answered and that is not confirmed yet (`verify`),
-    /// due or not, at most `limit` after job `after`.
+    /// due or not — `followed` and `already_following`, and `requested` when `requests` (v1.1
+    /// can see them) — at most `limit` after job `after`.
     pub async fn unconfirmed_follows(
         &self,
         account_id: i64,
+        requests: bool,
         after: i64,
         limit: usize,
     ) -> Result<Vec<Check>, StoreError> {
@@ -105,13 +107,15 @@ impl Store {
                     as user_id
              from jobs j
              where j.account_id = ?1 and j.state = 'done' and j.id > ?2
-               and (j.outcome = 'followed' or j.outcome = 'requested') and j.confirmed_at is null
+               and (j.outcome = 'followed' or j.outcome = 'already_following' or (?4 and j.outcome = 'requested'))
+               and j.confirmed_at is null
              order by j.id
              limit ?3",
         )
         .bind(account_id)
         .bind(after)
         .bind(limit as i64)
+        .bind(requests)
         .fetch_all(&self.pool)
         .await?)
     }

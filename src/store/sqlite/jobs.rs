@@ -216,18 +216,6 @@ impl Store {
         .fetch_one(&self.pool)
         .await?)
     }
-
-    /// Finished jobs of an account that X said were followed, for `verify`: (job id, kind, target).
-    pub async fn followed_targets(&self, account_id: i64) -> Result<Vec<(i64, String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "select id, target_kind, target from jobs
-             where account_id = ?1 and state = 'done' and outcome in ('followed', 'already_following')
-             order by id",
-        )
-        .bind(account_id)
-        .fetch_all(&self.pool)
-        .await?)
-    }
 }
 
 /// The multi-row insert for `rows` jobs. Two choices, each measured on a 1M-row import

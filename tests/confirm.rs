@@ -127,19 +127,24 @@ impl Rig {
     }
 }
 
+/// A shutdown that comes after `after`.
+fn stopped_after(after: Duration) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let stopper = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        stopper.cancel();
+    });
+    stop
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_1_every_dropped_follow_is_found_and_sent_again_once_across_a_restart() {
     let rig = Rig::new(&["alice", "bob"], ApiVersion::V1_1, 0.05).await;
     rig.queue("alice", 150, false).await;
     rig.queue("bob", 150, false).await;
     // Stopped in the middle: follows sent, some looked for, some not yet.
-    let stop = CancellationToken::new();
-    let stopper = stop.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        stopper.cancel();
-    });
-    assert_eq!(rig.run(stop).await, Ending::Stopped);
+    assert_eq!(rig.run(stopped_after(Duration::from_millis(700))).await, Ending::Stopped);
     let between = rig.store.confirmations().await.unwrap();
     assert!(
         between.iter().any(|(_, c)| c.awaiting > 0),
@@ -153,9 +158,15 @@ async fn v1_1_every_dropped_follow_is_found_and_sent_again_once_across_a_restart
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn v2_the_following_list_is_paged_past_1000_and_every_dropped_follow_is_found() {
+async fn v2_the_following_list_is_paged_past_1000_and_every_dropped_follow_is_found_across_a_restart() {
     let rig = Rig::new(&["carol"], ApiVersion::V2, 0.05).await;
     rig.queue("carol", 1300, true).await;
+    assert_eq!(rig.run(stopped_after(Duration::from_millis(900))).await, Ending::Stopped);
+    let between = rig.store.confirmations().await.unwrap();
+    assert!(
+        between.iter().any(|(_, c)| c.awaiting > 0),
+        "the restart comes with follows still to look for: {between:?}"
+    );
     assert_eq!(rig.run(CancellationToken::new()).await, Ending::Finished);
     rig.assert_settled(&["carol"]).await;
     let st = rig.sb.stats();

@@ -4,7 +4,7 @@
 
 use tracing::{info, warn};
 
-use super::{Dispatcher, Ending, refresh_queue};
+use super::{Dispatcher, Ending};
 use crate::confirm::Step;
 use crate::model::Outcome;
 use crate::store::{Settled, Settlement};
@@ -92,8 +92,9 @@ impl Dispatcher<'_> {
                         unconfirmed = counts.unconfirmed,
                         "follows looked for at X"
                     );
-                    if counts.resent > 0 {
-                        refresh_queue(self.store, &mut self.sched, self.clock.now_ms()).await?;
+                    // Queued again by this run, to go at once: the scheduler counts them in.
+                    for _ in 0..counts.resent {
+                        self.sched.requeued(id, now);
                     }
                 }
                 // Looked for again when reads may go (the store's times are kept).

@@ -50,7 +50,7 @@ fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-fn command(env: &Env, args: &[&str], path: Option<&str>) -> tokio::process::Command {
+fn command_with(env: &Env, args: &[&str], path: Option<&str>, vars: &[(&str, &str)]) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("followq"));
     c.current_dir(env.dir.path()).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, _) in std::env::vars() {
@@ -60,6 +60,9 @@ fn command(env: &Env, args: &[&str], path: Option<&str>) -> tokio::process::Comm
     }
     if let Some(p) = path {
         c.env("PATH", p);
+    }
+    for (k, v) in vars {
+        c.env(k, v);
     }
     c.kill_on_drop(true);
     c
@@ -80,7 +83,19 @@ async fn add_with_path(
     pin: Option<&str>,
     path: Option<&str>,
 ) -> Ran {
-    let mut child = command(env, args, path).spawn().unwrap();
+    add_with(env, sb, args, screen_name, pin, path, &[]).await
+}
+
+async fn add_with(
+    env: &Env,
+    sb: &Sandbox,
+    args: &[&str],
+    screen_name: &str,
+    pin: Option<&str>,
+    path: Option<&str>,
+    vars: &[(&str, &str)],
+) -> Ran {
+    let mut child = command_with(env, args, path, vars).spawn().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let err_task = tokio::spawn(async move {
         let mut s = String::new();
@@ -115,7 +130,12 @@ async fn add_with_path(
 
 /// `followq ARGS` with nothing typed.
 async fn run(env: &Env, args: &[&str]) -> Ran {
-    let child = command(env, args, None).stdin(Stdio::null()).spawn().unwrap();
+    run_with(env, args, &[]).await
+}
+
+/// [`run`] with these environment variables.
+async fn run_with(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Ran {
+    let child = command_with(env, args, None, vars).stdin(Stdio::null()).spawn().unwrap();
     let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.unwrap().unwrap();
     Ran {
         code: out.status.code(),
@@ -172,7 +192,8 @@ async fn two_accounts_added_with_the_pin_flow_then_follow_with_no_bad_signature(
     for line in TEMPLATE.lines().filter(|l| l.trim_start().starts_with('#')) {
         assert!(config.contains(line), "lost comment {line:?}:\n{config}");
     }
-    assert!(config.starts_with("secrets = \"followq.secrets.toml\"\n"), "{config}");
+    let key = config.find("\nsecrets = \"followq.secrets.toml\"\n").expect("the secrets key");
+    assert!(config.starts_with("# followq configuration") && key < config.find("[api]").unwrap(), "{config}");
     assert_eq!(mode(&env.path("followq.toml")), 0o600);
     assert_eq!(mode(&env.path("followq.secrets.toml")), 0o600);
     let (alice_token, alice_secret) = tokens_of(&env, "followq.toml", "alice");
@@ -262,7 +283,7 @@ async fn a_wrong_pin_a_wrong_consumer_secret_and_an_existing_name_each_say_so_an
     other_env.write("followq.toml", text.replace(CONSUMER_SECRET, "not-the-secret"));
     set_mode(&other_env.path("followq.toml"), 0o600);
     let kept = std::fs::read(other_env.path("followq.toml")).unwrap();
-    let refused = run(&other_env, &["accounts", "add", "bob", "--pin", "1234567"]).await;
+    let refused = run(&other_env, &["accounts", "add", "bob"]).await;
     assert_eq!(refused.code, Some(2), "{}", refused.stderr);
     assert!(refused.stderr.contains("X refused the app's consumer key and secret"), "{}", refused.stderr);
     assert!(refused.stderr.contains("HTTP 401 code 32"), "{}", refused.stderr);
@@ -377,7 +398,149 @@ async fn remove_keeps_the_jobs_unless_asked_and_waits_for_a_run() {
     };
     assert_eq!((queued("alice"), queued("bob")), (3, 0), "{status}");
     let config = common::read(&env.path("followq.toml"));
-    assert!(!config.contains("name = \"alice\"") && !config.contains("name = \"bob\""), "{config}");
+    let parsed: toml::Table = toml::from_str(&config).unwrap();
+    assert!(parsed.get("accounts").is_none_or(|a| a.as_array().unwrap().is_empty()), "{config}");
+    assert!(config.contains("# [[accounts]]\n# name = \"alice\""), "the template's example stays: {config}");
     let list = run(&env, &["accounts", "list"]).await;
     assert!(list.stdout.contains("unconfigured"), "{}", list.stdout);
+}
+
+/// Found from the outside: `--pin` could never succeed (each run asked for a new request
+/// token). A run with no PIN typed leaves its page waiting; `--pin` (or FOLLOWQ_PIN) completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_left_waiting_by_a_script_is_completed_with_pin() {
+    let sb = common::sandbox(&[], 400, 1000, Duration::from_secs(86_400)).await;
+    let env = env_from_template(&sb.base_url());
+    let none = run(&env, &["accounts", "add", "bob", "--pin", "1234567"]).await;
+    assert_eq!(none.code, Some(2));
+    assert!(none.stderr.contains("no page of bob is waiting for a PIN"), "{}", none.stderr);
+    assert_eq!(sb.stats().request_tokens, 0, "nothing asked of X");
+
+    let waiting = run(&env, &["accounts", "add", "alice"]).await;
+    assert_eq!(waiting.code, Some(4), "{}{}", waiting.stdout, waiting.stderr);
+    assert!(waiting.stdout.contains("`followq accounts add alice --pin PIN` completes it"), "{}", waiting.stdout);
+    let token = waiting.stdout.split("oauth_token=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let pending = env.path(".followq-authorize-alice.json");
+    assert_eq!(mode(&pending), 0o600, "the waiting page's request token is kept private");
+    let pin = sb.approve(&token, "alice_real").unwrap();
+    let done = run(&env, &["accounts", "add", "alice", "--pin", &pin]).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(done.stdout.contains("added alice as @alice_real"), "{}", done.stdout);
+    assert!(!pending.exists(), "used once");
+
+    // FOLLOWQ_PIN, for a script that keeps it out of the command line.
+    let waiting = run(&env, &["accounts", "add", "carol"]).await;
+    let token = waiting.stdout.split("oauth_token=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let pin = sb.approve(&token, "carol_c").unwrap();
+    let done = run_with(&env, &["accounts", "add", "carol"], &[("FOLLOWQ_PIN", &pin)]).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(done.stdout.contains("added carol as @carol_c"), "{}", done.stdout);
+}
+
+/// Found from the outside: a sandbox started again knew an added token by the followq name,
+/// not by the user who approved it, and the follows went from the wrong id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_account_is_the_same_user_to_a_sandbox_started_again() {
+    let sb = common::sandbox(&[], 400, 1000, Duration::from_secs(86_400)).await;
+    let env = env_from_template(&sb.base_url());
+    assert_eq!(add(&env, &sb, &["accounts", "add", "alice"], "alice_real", None).await.code, Some(0));
+    let path = env.path("followq.toml");
+    let settings =
+        followq::config::load(&followq::config::Sources { path: &path, explicit: true, env: Default::default() })
+            .unwrap();
+    let (config, from_config) = followq::cli::sandbox::config_from(&settings);
+    assert!(from_config);
+    let token = &settings.account("alice").unwrap().token;
+    assert_eq!(config.tokens[token].1, "alice_real");
+    drop(sb);
+    let again = Sandbox::start(config, 0).await.unwrap();
+    let moved = common::read(&path).replace(&settings.api.base_url, &again.base_url());
+    std::fs::write(&path, moved).unwrap();
+    env.write("a.csv", "target\none\n");
+    assert_eq!(run(&env, &["import", "--account", "alice", "a.csv"]).await.code, Some(0));
+    let ran = run(&env, &["run", "--no-progress"]).await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(again.stats().follows.get("alice_real"), Some(&1));
+}
+
+/// Found from the outside: each of these wrote something, or went through X's page first, and
+/// then failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_cannot_be_written_is_refused_before_x_is_asked() {
+    let sb = common::sandbox(&[], 400, 1000, Duration::from_secs(86_400)).await;
+    let env = env_from_template(&sb.base_url());
+    let config = std::fs::read(env.path("followq.toml")).unwrap();
+    let itself = run(&env, &["accounts", "add", "n", "--secrets-file", "followq.toml"]).await;
+    assert_eq!(itself.code, Some(2));
+    assert!(itself.stderr.contains("that is the config itself"), "{}", itself.stderr);
+    let nowhere = run(&env, &["accounts", "add", "n", "--secrets-file", "nodir/s.toml"]).await;
+    assert_eq!(nowhere.code, Some(2));
+    assert!(nowhere.stderr.contains("cannot write nodir/s.toml"), "{}", nowhere.stderr);
+    assert_eq!(std::fs::read(env.path("followq.toml")).unwrap(), config);
+    assert_eq!(sb.stats().request_tokens, 0, "nothing asked of X");
+    let flag = run(&env, &["accounts", "add", "-x"]).await;
+    assert_ne!(flag.code, Some(0));
+}
+
+/// Found from the outside: a secrets file the config names but that is not there (a fresh
+/// checkout) blocked every command; FOLLOWQ_SECRETS and `secrets` were read two ways; a token
+/// in the environment silently won over what was just written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secrets_file_in_use_is_the_one_written_and_a_missing_one_is_made() {
+    let sb = common::sandbox(&[], 400, 1000, Duration::from_secs(86_400)).await;
+    let env = env_from_template(&sb.base_url());
+    let path = env.path("followq.toml");
+    std::fs::write(&path, format!("secrets = \"gone.toml\"\n{}", common::read(&path))).unwrap();
+    let list = run(&env, &["accounts", "list"]).await;
+    assert!(list.stderr.contains("does not exist: no tokens from it"), "{}", list.stderr);
+    let made = add(&env, &sb, &["accounts", "add", "alice"], "alice_real", None).await;
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    assert!(made.stdout.contains("tokens in ") && made.stdout.contains("gone.toml"), "{}", made.stdout);
+    assert_eq!(mode(&env.path("gone.toml")), 0o600);
+
+    // FOLLOWQ_SECRETS names another file: that is where tokens are read, so written too.
+    assert_eq!(run(&env, &["accounts", "remove", "alice"]).await.code, Some(0));
+    env.write("env.toml", "");
+    let vars = [("FOLLOWQ_SECRETS", "env.toml"), ("FOLLOWQ_BOB_TOKEN", "t")];
+    let bob = add_with(&env, &sb, &["accounts", "add", "bob"], "bob_real", None, None, &vars).await;
+    assert_eq!(bob.code, Some(0), "{}", bob.stderr);
+    assert!(bob.stdout.contains("tokens in env.toml"), "the file FOLLOWQ_SECRETS names: {}", bob.stdout);
+    assert!(bob.stdout.contains("note: FOLLOWQ_BOB_TOKEN is set"), "{}", bob.stdout);
+    assert!(common::read(&env.path("env.toml")).contains("[accounts.bob]"));
+    let check = run_with(&env, &["accounts", "check"], &[("FOLLOWQ_SECRETS", "env.toml")]).await;
+    assert!(check.stdout.contains("bob: ok"), "{}{}", check.stdout, check.stderr);
+}
+
+/// Found from the outside: a token replaced by another X user's went on looking for (and
+/// re-sending) the old user's follows; a stopped account re-added stayed stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_of_another_user_is_said_and_a_re_added_account_is_resumed() {
+    let sb = common::sandbox(&[], 400, 1000, Duration::from_secs(86_400)).await;
+    let env = env_from_template(&sb.base_url());
+    let path = env.path("followq.toml");
+    // Looked for only after a minute: the run stops with its follow still to look for.
+    std::fs::write(
+        &path,
+        common::read(&path)
+            .replace("settle = \"100ms\"", "settle = \"1m\"")
+            .replace("retry_after = \"1s\"", "retry_after = \"2m\""),
+    )
+    .unwrap();
+    assert_eq!(add(&env, &sb, &["accounts", "add", "alice"], "alice_real", None).await.code, Some(0));
+    env.write("a.csv", "target\njack\n");
+    assert_eq!(run(&env, &["import", "--account", "alice", "a.csv"]).await.code, Some(0));
+    let ran = run(&env, &["run", "--no-progress", "--max-duration", "2s"]).await;
+    assert_eq!(ran.code, Some(4), "{}", ran.stderr);
+    assert_eq!(env.status()["awaiting_confirmation"], 1);
+    let store = followq::store::Store::open(&env.db()).await.unwrap();
+    let id = store.accounts().await.unwrap()[0].id;
+    store.stop_account(id, "credentials rejected (code 89)").await.unwrap();
+    store.close().await;
+
+    let other = add(&env, &sb, &["accounts", "add", "alice", "--force"], "alice_new", None).await;
+    assert_eq!(other.code, Some(0), "{}", other.stderr);
+    assert!(other.stdout.contains("note: alice was @alice_real"), "{}", other.stdout);
+    let status = env.status();
+    assert_eq!(status["awaiting_confirmation"], 0, "the old user's follow is not looked for in the new one's list");
+    assert!(status["accounts"][0]["stopped"].is_null(), "the new token verified: resumed: {status}");
 }

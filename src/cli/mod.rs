@@ -70,7 +70,7 @@ pub enum Command {
     /// Confirm follows with GET friendships/lookup (they are eventually consistent)
     Verify(verify::Args),
     Resolve(resolve::Args),
-    /// List accounts, or check their credentials
+    /// Add (X's PIN flow), remove, list or check accounts
     Accounts(accounts::Args),
     /// Run the local X API stand-in (loopback only)
     Sandbox(sandbox::Args),

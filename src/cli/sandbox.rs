@@ -43,8 +43,10 @@ pub fn config_from(settings: &Settings) -> (Config, bool) {
     let from_config = !settings.app.consumer_key.is_empty();
     if from_config {
         c.consumers.insert(settings.app.consumer_key.clone(), settings.app.consumer_secret.expose().to_string());
+        // An account added through the sandbox's PIN flow is the user it was approved as.
         for a in settings.accounts.iter().filter(|a| !a.token.is_empty()) {
-            c.tokens.insert(a.token.clone(), (a.token_secret.expose().to_string(), a.name.clone()));
+            let name = sandbox::name_in_token(&a.token).unwrap_or_else(|| a.name.clone());
+            c.tokens.insert(a.token.clone(), (a.token_secret.expose().to_string(), name));
         }
     } else {
         let demo = demo_settings(&["alice", "bob", "carol"]);

@@ -144,6 +144,10 @@ pub fn check_account_name(name: &str) -> Result<(), ConfigError> {
 /// FOLLOWQ_<NAME>_TOKEN: one account's requests could go out as another X account.
 pub fn check_new_account<'a>(existing: impl IntoIterator<Item = &'a str>, name: &str) -> Result<(), ConfigError> {
     check_account_name(name)?;
+    // Not `-alice` or `--`: a name the command line would read as a flag.
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(invalid("accounts.name", format!("'{name}' must begin with a letter or a digit")));
+    }
     match existing.into_iter().find(|other| *other != name && env_name(other) == env_name(name)) {
         Some(other) => Err(name_clash(other, name)),
         None => Ok(()),
@@ -219,9 +223,16 @@ pub fn require_credentials(s: &Settings) -> Result<(), ConfigError> {
     for a in &s.accounts {
         if a.token.is_empty() || a.token_secret.is_empty() {
             let up = env_name(&a.name);
+            let missing = match &s.secrets_file {
+                Some(p) if !p.exists() => format!("; the secrets file {} does not exist", p.display()),
+                _ => String::new(),
+            };
             return Err(invalid(
                 &format!("accounts.{}", a.name),
-                format!("token and token_secret are required (or FOLLOWQ_{up}_TOKEN / FOLLOWQ_{up}_TOKEN_SECRET)"),
+                format!(
+                    "token and token_secret are required (or FOLLOWQ_{up}_TOKEN / FOLLOWQ_{up}_TOKEN_SECRET; `followq accounts add {}` gets them){missing}",
+                    a.name
+                ),
             ));
         }
     }

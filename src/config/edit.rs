@@ -18,6 +18,9 @@ pub struct TomlFile {
     doc: DocumentMut,
     /// False when the file does not exist yet (it is written from a template).
     pub exists: bool,
+    /// Its line ends were CRLF, and it began with a byte order mark: it is written back so.
+    crlf: bool,
+    bom: bool,
 }
 
 impl TomlFile {
@@ -28,18 +31,42 @@ impl TomlFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (template.to_string(), false),
             Err(e) => return Err(ConfigError::Read { path: path.to_path_buf(), source: e }),
         };
-        let doc = text.parse::<DocumentMut>().map_err(|e| ConfigError::Parse {
+        let bom = text.starts_with('\u{feff}');
+        let crlf = text.contains("\r\n");
+        let doc = text.trim_start_matches('\u{feff}').parse::<DocumentMut>().map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: format!("cannot be edited: {}", e.message()),
         })?;
-        Ok(TomlFile { path: path.to_path_buf(), doc, exists })
+        Ok(TomlFile { path: path.to_path_buf(), doc, exists, crlf, bom })
+    }
+
+    /// The file's text as it will be written.
+    fn text(&self) -> String {
+        let mut text = self.doc.to_string();
+        if self.crlf {
+            // Every line end as the file had them (the edited lines came out as LF).
+            text = text.replace("\r\n", "\n").replace('\n', "\r\n");
+        }
+        if self.bom {
+            text.insert(0, '\u{feff}');
+        }
+        text
     }
 
     /// Writes the file: whole or not at all, mode 0600. A symbolic link is followed (the file
     /// it names is replaced, the link kept).
     pub fn save(&self) -> Result<(), ConfigError> {
-        write_private(&self.path, &self.doc.to_string())
-            .map_err(|e| ConfigError::Read { path: self.path.clone(), source: e })
+        write_private(&self.path, &self.text()).map_err(|e| ConfigError::Write { path: self.path.clone(), source: e })
+    }
+
+    /// The file as it was read (None: it did not exist), to put back if a change of two files
+    /// fails half-way.
+    pub fn original(&self) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(&self.path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -49,7 +76,11 @@ pub struct ConfigFile(pub TomlFile);
 impl ConfigFile {
     /// Reads the config for editing (a missing one starts as `followq init`'s template).
     pub fn open(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let file = TomlFile::open(path, TEMPLATE)?;
+        let mut file = TomlFile::open(path, TEMPLATE)?;
+        // `accounts = []` is no account yet: a list of tables from now on.
+        if file.doc.get("accounts").and_then(Item::as_array).is_some_and(toml_edit::Array::is_empty) {
+            file.doc.insert("accounts", Item::ArrayOfTables(ArrayOfTables::new()));
+        }
         if let Some(item) = file.doc.get("accounts")
             && !item.is_array_of_tables()
         {
@@ -77,9 +108,29 @@ impl ConfigFile {
         Some(beside(&self.0.path, Path::new(rel)))
     }
 
-    /// Names the secrets file, as written (a path relative to the config's folder, or absolute).
+    /// Names the secrets file, as written (a path relative to the config's folder, or absolute):
+    /// after the comments that open the file, before its first section.
     pub fn set_secrets_path(&mut self, written: &str) {
-        set_string(self.0.doc.as_table_mut(), "secrets", written);
+        let doc = &mut self.0.doc;
+        let fresh = !doc.contains_key("secrets");
+        set_string(doc.as_table_mut(), "secrets", written);
+        if !fresh {
+            return;
+        }
+        // The opening comments are the first section's preface: they go before the key.
+        let first = doc.as_table().iter().filter_map(|(k, i)| i.as_table().map(|t| (k.to_string(), t.position())));
+        let Some(first) = first.filter(|(_, p)| p.is_some()).min_by_key(|(_, p)| *p).map(|(k, _)| k) else { return };
+        let preface = doc[&first].as_table().and_then(|t| t.decor().prefix()).and_then(|p| p.as_str()).unwrap_or("");
+        let preface = preface.to_string();
+        if preface.trim().is_empty() {
+            return;
+        }
+        if let Some(mut key) = doc.as_table_mut().key_mut("secrets") {
+            key.leaf_decor_mut().set_prefix(preface);
+        }
+        if let Some(t) = doc[&first].as_table_mut() {
+            t.decor_mut().set_prefix("\n");
+        }
     }
 
     /// Sets the account's tokens (None: its tokens live in the secrets file, and any here go),
@@ -123,11 +174,22 @@ impl ConfigFile {
         }
     }
 
-    /// Removes the account's entry; false when there was none.
+    /// Removes the account's entry; false when there was none. The template's example block,
+    /// which an add made the first entry's preface, stays (before the next entry, or at the end).
     pub fn remove_account(&mut self, name: &str) -> bool {
         let Some(i) = self.index_of(name) else { return false };
-        if let Some(list) = self.0.doc.get_mut("accounts").and_then(Item::as_array_of_tables_mut) {
-            list.remove(i);
+        let doc = &mut self.0.doc;
+        let Some(list) = doc.get_mut("accounts").and_then(Item::as_array_of_tables_mut) else { return false };
+        let removed = list.remove(i);
+        let preface = removed.decor().prefix().and_then(|p| p.as_str()).unwrap_or("").to_string();
+        if preface.contains("# [[accounts]]") {
+            match list.get_mut(i) {
+                Some(next) => next.decor_mut().set_prefix(preface),
+                None => {
+                    let trailing = doc.trailing().as_str().unwrap_or("").to_string();
+                    doc.set_trailing(format!("{preface}{trailing}"));
+                }
+            }
         }
         true
     }
@@ -176,10 +238,44 @@ impl SecretsFile {
         }
     }
 
-    /// Removes the account's tokens; false when there were none.
+    /// Removes the account's tokens; false when there were none. The file's header stays.
     pub fn remove_account(&mut self, name: &str) -> bool {
-        self.accounts_mut().remove(name).is_some()
+        let Some(removed) = self.accounts_mut().remove(name) else { return false };
+        let preface = removed.as_table().and_then(|t| t.decor().prefix()).and_then(|p| p.as_str()).unwrap_or("");
+        if preface.contains("followq accounts add") {
+            let preface = preface.to_string();
+            let kept = match self.accounts_mut().iter_mut().next() {
+                Some((_, Item::Table(next))) => {
+                    next.decor_mut().set_prefix(preface.clone());
+                    true
+                }
+                _ => false,
+            };
+            if !kept {
+                self.0.doc.set_trailing(preface);
+            }
+        }
+        true
     }
+}
+
+/// Whether `path` could be written now: its folder exists and takes a new file (tried with the
+/// temporary file [`write_private`] would use). Asked before anything is asked of X.
+pub fn writable(path: &Path) -> Result<(), ConfigError> {
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.followq.tmp"));
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(&tmp).map_err(|e| ConfigError::Write { path: path.to_path_buf(), source: e })?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(())
 }
 
 /// `path` read relative to the folder of `config` (as a `secrets` key means it).
@@ -210,9 +306,10 @@ pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         _ => PathBuf::from("."),
     };
     let file_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.followq-{}.tmp", std::process::id()));
+    // One name per file: a temporary file a kill left behind is taken over by the next write.
+    let tmp = dir.join(format!(".{file_name}.followq.tmp"));
     let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
+    o.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     let written = (|| {
@@ -280,7 +377,29 @@ mod tests {
             c.set_account("bob", None);
             c.set_secrets_path("followq.secrets.toml");
         });
-        assert!(out.starts_with("secrets = \"followq.secrets.toml\"\n# mine\n"), "{out}");
+        assert!(
+            out.starts_with("# mine\nsecrets = \"followq.secrets.toml\"\n\n[app]\n"),
+            "after the opening comments: {out}"
+        );
+    }
+
+    /// Found from the outside: removing the first account added took the template's example
+    /// block with it; a CRLF file came back LF and lost its byte order mark.
+    #[test]
+    fn remove_keeps_the_template_s_block_and_a_crlf_file_stays_crlf() {
+        let added = edited(TEMPLATE, |c| c.set_account("alice", Some(("t", "s"))));
+        let out = edited(&added, |c| assert!(c.remove_account("alice")));
+        assert_eq!(out, TEMPLATE, "back to the template, byte for byte");
+        let two = edited(&added, |c| c.set_account("bob", Some(("u", "v"))));
+        let out = edited(&two, |c| assert!(c.remove_account("alice")));
+        assert!(out.contains("# [[accounts]]\n# name = \"alice\"\n# token = \"\"\n# token_secret = \"\"\n[[accounts]]\nname = \"bob\""), "{out}");
+
+        let crlf = "\u{feff}# mine\r\n[app]\r\nconsumer_key = \"k\"\r\n";
+        let out = edited(crlf, |c| c.set_account("alice", Some(("t", "s"))));
+        assert!(out.starts_with("\u{feff}# mine\r\n[app]\r\n"), "{out:?}");
+        assert!(!out.replace("\r\n", "").contains('\n'), "every line end CRLF: {out:?}");
+        let parsed: toml::Table = toml::from_str(out.trim_start_matches('\u{feff}')).unwrap();
+        assert_eq!(parsed["accounts"][0]["token"].as_str(), Some("t"));
     }
 
     #[test]
@@ -298,6 +417,11 @@ mod tests {
         assert_eq!(parsed["accounts"]["bob-2"]["token_secret"].as_str(), Some("us"));
         let mut s = SecretsFile::open(&path).unwrap();
         assert!(s.has_account("alice") && s.remove_account("alice") && !s.has_account("alice"));
+        assert!(s.remove_account("bob-2"));
+        s.0.save().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), SECRETS_HEADER, "the header stays");
+        let mut s = SecretsFile::open(&path).unwrap();
+        s.set_account("carol", "c", "cs");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -30,6 +30,8 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
 }
@@ -389,7 +391,16 @@ pub fn load(src: &Sources<'_>) -> Result<Settings, ConfigError> {
 
 /// Reads a secrets file (it must exist: the config names it).
 fn read_secrets(path: &Path) -> Result<RawSecrets, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.to_path_buf(), source: e })?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        // A fresh checkout has the config and not its secrets (kept out of version control):
+        // said, and no token comes from it (`accounts add` writes it).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(path = %path.display(), "the secrets file the config names (`secrets`) does not exist: no tokens from it");
+            return Ok(RawSecrets::default());
+        }
+        Err(e) => return Err(ConfigError::Read { path: path.to_path_buf(), source: e }),
+    };
     warn_if_world_readable(path);
     toml::from_str::<RawSecrets>(&text).map_err(|e| parse_error(path, &text, &e))
 }

@@ -301,7 +301,12 @@ fn a_secrets_file_fills_tokens_after_the_environment_and_the_config() {
     std::fs::write(&secrets, "[accounts.alice]\ntoken = \"t\"\ntokn_secret = \"oops\"\n").unwrap();
     let err = load(&Sources { path: &path, explicit: true, env: HashMap::new() }).unwrap_err().to_string();
     assert!(err.contains("s.toml") && err.contains("tokn_secret") && !err.contains("oops"), "{err}");
+    // Missing (a fresh checkout, the file kept out of version control): no tokens from it, and
+    // the error for a missing token names the file.
     std::fs::remove_file(&secrets).unwrap();
-    let err = load(&Sources { path: &path, explicit: true, env: HashMap::new() }).unwrap_err().to_string();
-    assert!(err.contains("private/s.toml"), "a missing secrets file is named: {err}");
+    let mut s = load(&Sources { path: &path, explicit: true, env: HashMap::new() }).unwrap();
+    assert!(s.account("alice").unwrap().token.is_empty());
+    (s.app.consumer_key, s.app.consumer_secret) = ("k".into(), Secret::new("s"));
+    let err = require_credentials(&s).unwrap_err().to_string();
+    assert!(err.contains("private/s.toml does not exist"), "{err}");
 }

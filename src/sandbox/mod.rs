@@ -7,7 +7,7 @@ mod limits;
 mod world;
 
 pub use limits::{Faults, parse_faults};
-pub use world::{MaxInWindow, Stats, WindowMax, user_id};
+pub use world::{MaxInWindow, Stats, WindowMax, name_in_token, user_id};
 
 pub use crate::config::Window;
 
@@ -245,9 +245,14 @@ async fn approve_handler(State(world): State<Arc<Mutex<World>>>, Query(q): Query
 /// `GET /oauth/authorize?oauth_token=…`: the page a person sees — a name to sign in as, then
 /// the PIN.
 async fn authorize_page_handler(State(world): State<Arc<Mutex<World>>>, Query(q): Query<Approval>) -> Response {
-    let outcome = q.screen_name.map(|name| {
-        world.lock().unwrap_or_else(|p| p.into_inner()).approve(&q.oauth_token, &name).map(|pin| (pin, name))
-    });
+    let mut w = world.lock().unwrap_or_else(|p| p.into_inner());
+    let outcome = match q.screen_name {
+        Some(name) => Some(w.approve(&q.oauth_token, &name).map(|pin| (pin, name))),
+        // The form only for a request token that can still be approved.
+        None if !w.approvable(&q.oauth_token) => Some(Err(NotApproved::Invalid)),
+        None => None,
+    };
+    drop(w);
     let (status, html) = authorize_page(&q.oauth_token, outcome);
     (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), axum::response::Html(html)).into_response()
 }

@@ -18,7 +18,7 @@ mod oauth;
 mod reads;
 mod v2;
 
-pub use oauth::{NotApproved, authorize_page};
+pub use oauth::{NotApproved, authorize_page, name_in_token};
 
 /// What the sandbox saw.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -374,7 +374,12 @@ impl World {
         match route {
             Route::RequestToken => {
                 let ck = header.get("oauth_consumer_key").unwrap_or_default().to_string();
-                return self.request_token(&ck, header.get("oauth_callback"));
+                // In the header, or (X takes it there too) among the request's parameters.
+                let callback = header
+                    .get("oauth_callback")
+                    .map(str::to_string)
+                    .or_else(|| params.iter().find(|(k, _)| k == "oauth_callback").map(|(_, v)| v.clone()));
+                return self.request_token(&ck, callback.as_deref());
             }
             Route::AccessToken => return self.access_token(&token, header.get("oauth_verifier")),
             _ => {}

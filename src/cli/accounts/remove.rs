@@ -20,7 +20,13 @@ pub async fn run(ctx: &Context, args: RemoveArgs) -> anyhow::Result<u8> {
     let name = args.name.as_str();
     let config_shown = ctx.config_path.display().to_string();
     let mut file = ConfigFile::open(&ctx.config_path)?;
-    if !file.0.exists || !file.has_account(name) {
+    // The secrets file the settings read tokens from (FOLLOWQ_SECRETS, else `secrets`).
+    let mut secrets = match ctx.settings.secrets_file.as_ref().filter(|p| p.exists()) {
+        Some(path) => Some(SecretsFile::open(path)?),
+        None => None,
+    };
+    let in_config = file.0.exists && file.has_account(name);
+    if !in_config && !secrets.as_ref().is_some_and(|s| s.has_account(name)) {
         return Err(UsageError(format!("{config_shown} has no account '{}'", crate::text::printable(name))).into());
     }
     // A run holds the accounts it was started with: refuse while one is going.
@@ -30,20 +36,19 @@ pub async fn run(ctx: &Context, args: RemoveArgs) -> anyhow::Result<u8> {
     } else {
         None
     };
-    let secrets_path = file.secrets_path().or_else(|| ctx.settings.secrets_file.clone());
-    let mut secrets = match secrets_path.filter(|p| p.exists()) {
-        Some(path) => Some(SecretsFile::open(&path)?),
-        None => None,
-    };
-    file.remove_account(name);
-    file.0.save()?;
-    let mut said = format!("removed {name} from {config_shown}");
+    let mut said = Vec::new();
+    if in_config {
+        file.remove_account(name);
+        file.0.save()?;
+        said.push(format!("removed {name} from {config_shown}"));
+    }
     if let Some(secrets) = secrets.as_mut().filter(|s| s.has_account(name)) {
         secrets.remove_account(name);
         secrets.0.save()?;
-        said.push_str(&format!(" and its tokens from {}", secrets.0.path.display()));
+        said.push(format!("its tokens from {}", secrets.0.path.display()));
     }
-    crate::outln!("{said}");
+    let said = said.join(" and ");
+    crate::outln!("{}", if in_config { said } else { format!("removed {said}") });
     if ctx.db_path.exists() {
         let store = Store::open(&ctx.db_path).await?;
         let id = store.accounts().await?.into_iter().find(|a| a.name == name).map(|a| a.id);

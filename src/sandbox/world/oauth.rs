@@ -43,8 +43,8 @@ impl World {
         }
         let now = self.now_ms();
         self.request_tokens.retain(|_, p| now - p.issued_at < REQUEST_TOKEN_TTL_MS);
-        let token = self.random_text(42);
-        let secret = self.random_text(40);
+        let token = random_text(42);
+        let secret = random_text(40);
         self.request_tokens.insert(
             token.clone(),
             Pending { secret: secret.clone(), consumer_key: consumer_key.to_string(), issued_at: now, approved: None },
@@ -53,6 +53,13 @@ impl World {
         let body =
             form(&[("oauth_token", &token), ("oauth_token_secret", &secret), ("oauth_callback_confirmed", "true")]);
         Reply::Answer(self.answer(200, body, vec![("content-type", "text/html; charset=utf-8".into())]))
+    }
+
+    /// True while a request token can still be approved (the page shows its form).
+    pub fn approvable(&self, token: &str) -> bool {
+        self.request_tokens
+            .get(token)
+            .is_some_and(|p| p.approved.is_none() && self.now_ms() - p.issued_at < REQUEST_TOKEN_TTL_MS)
     }
 
     /// The consumer key and secret of a live request token, to check a signature with.
@@ -66,15 +73,15 @@ impl World {
         let valid_name = !screen_name.is_empty()
             && screen_name.len() <= 15
             && screen_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_name {
-            return Err(NotApproved::BadName);
-        }
         let now = self.now_ms();
-        let pin = format!("{:07}", self.rng.random_range(0..10_000_000u32));
+        let pin = format!("{:07}", rand::rng().random_range(0..10_000_000u32));
         let p = self.request_tokens.get_mut(token).filter(|p| now - p.issued_at < REQUEST_TOKEN_TTL_MS);
         let Some(p) = p else { return Err(NotApproved::Invalid) };
         if p.approved.is_some() {
             return Err(NotApproved::AlreadyApproved);
+        }
+        if !valid_name {
+            return Err(NotApproved::BadName);
         }
         p.approved = Some((pin.clone(), screen_name.to_string()));
         Ok(pin)
@@ -92,8 +99,10 @@ impl World {
             return Reply::Answer(self.answer(401, body, vec![("content-type", "text/plain; charset=utf-8".into())]));
         };
         let user = user_for_name(&screen_name);
-        let access = format!("{}-{}", user.id, self.random_text(40));
-        let secret = self.random_text(45);
+        // As X's: the user's id first; then, the sandbox's own, the name it was approved as, so
+        // that a sandbox started again knows the token as the same user (`name_in_token`).
+        let access = format!("{}-{}-{}", user.id, screen_name, random_text(40));
+        let secret = random_text(45);
         self.config.tokens.insert(access.clone(), (secret.clone(), screen_name.clone()));
         self.stats.access_tokens += 1;
         let id = user.id.to_string();
@@ -105,10 +114,20 @@ impl World {
         ]);
         Reply::Answer(self.answer(200, body, vec![("content-type", "text/html; charset=utf-8".into())]))
     }
+}
 
-    fn random_text(&mut self, len: usize) -> String {
-        (&mut self.rng).sample_iter(Alphanumeric).take(len).map(char::from).collect()
-    }
+/// Tokens, secrets and PINs from the system's generator: unpredictable, and never the same in
+/// two sandboxes (the world's generator is seeded, for faults that replay).
+fn random_text(len: usize) -> String {
+    rand::rng().sample_iter(Alphanumeric).take(len).map(char::from).collect()
+}
+
+/// The name an access token of the sandbox's PIN flow was approved as: `ID-NAME-…` where ID is
+/// that name's id.
+pub fn name_in_token(token: &str) -> Option<String> {
+    let mut parts = token.splitn(3, '-');
+    let (id, name) = (parts.next()?.parse::<u64>().ok()?, parts.next()?);
+    (parts.next().is_some() && user_for_name(name).id == id).then(|| name.to_string())
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {

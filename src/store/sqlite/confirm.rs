@@ -207,6 +207,16 @@ impl Store {
         Ok(n)
     }
 
+    /// Stops looking for the account's follows (its token is another X user's now: they were
+    /// made by the user before, and are not in the new one's list). Returns how many.
+    pub async fn forget_checks(&self, account_id: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("update jobs set check_at = null where account_id = ?1 and check_at is not null")
+            .bind(account_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     /// Per account id: follows confirmed and follows awaiting a look (from their indexes).
     pub async fn confirmations(&self) -> Result<Vec<(i64, Confirmations)>, StoreError> {
         let rows: Vec<(i64, i64, i64)> = sqlx::query_as(

@@ -25,11 +25,14 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
-    /// Follows are still to be looked for (by accounts that can: not stopped, configured).
+    /// Whether this run can look for the account's follows: configured and not stopped.
+    fn can_check(&self, id: i64) -> bool {
+        self.accounts.contains_key(&id) && self.sched.account(id).is_some_and(|a| a.stopped.is_none())
+    }
+
+    /// Follows are still to be looked for (by accounts that can).
     pub(super) fn awaiting_checks(&self) -> bool {
-        self.checks
-            .keys()
-            .any(|id| self.accounts.contains_key(id) && self.sched.account(*id).is_some_and(|a| a.stopped.is_none()))
+        self.checks.keys().any(|id| self.can_check(*id))
     }
 
     /// Notes a follow to look for once it has settled (its answer was just recorded).
@@ -48,7 +51,7 @@ impl Dispatcher<'_> {
         let mut looked = false;
         for id in due {
             let Some(account) = self.accounts.get(&id).cloned() else { continue };
-            if self.sched.account(id).is_some_and(|a| a.stopped.is_some()) {
+            if !self.can_check(id) {
                 continue;
             }
             if self.resolver.is_some() && !self.sources.contains_key(&id) {
@@ -57,6 +60,8 @@ impl Dispatcher<'_> {
                     return Ok(out);
                 }
                 if !self.sources.contains_key(&id) {
+                    // Not identified (it said why): looked for again a back-off later.
+                    self.checks.insert(id, now + crate::reads::READ_BACKOFF_MS);
                     continue;
                 }
             }
@@ -123,7 +128,7 @@ impl Dispatcher<'_> {
         if looked {
             self.reload_checks().await?;
         }
-        let next = self.checks.iter().filter(|(id, _)| self.accounts.contains_key(id)).map(|(_, t)| *t).min();
+        let next = self.checks.iter().filter(|(id, _)| self.can_check(**id)).map(|(_, t)| *t).min();
         out.wake = match (out.wake, next) {
             (Some(a), Some(b)) => Some(a.min(b.max(now))),
             (a, b) => a.or(b.map(|t| t.max(now))),

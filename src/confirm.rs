@@ -56,6 +56,11 @@ pub struct Confirmer {
     version: ApiVersion,
     retry_after_ms: i64,
     sweeps: HashMap<i64, Sweep>,
+    /// When each account's follows were last read (ms): the account read longest ago goes
+    /// first, so that accounts take turns at the app's read budget.
+    looked_at: HashMap<i64, i64>,
+    /// The run has said that only follows to look for are left.
+    pub announced: bool,
 }
 
 impl Confirmer {
@@ -65,7 +70,14 @@ impl Confirmer {
             version,
             retry_after_ms: verify.retry_after.as_millis() as i64,
             sweeps: HashMap::new(),
+            looked_at: HashMap::new(),
+            announced: false,
         }
+    }
+
+    /// When the account's follows were last read (0: not by this run).
+    pub fn looked_at(&self, account_id: i64) -> i64 {
+        self.looked_at.get(&account_id).copied().unwrap_or(0)
     }
 
     /// When reads may go again (ms), if they are paused at `now`.
@@ -113,6 +125,7 @@ impl Confirmer {
             return Ok(Step::Wait(at));
         }
         let targets: Vec<String> = due.iter().map(|c| c.target.clone()).collect();
+        self.looked_at.insert(account_id, clock.now_ms());
         let answer = client.lookup(account, kind, &targets).await;
         let resp = match self.answer(answer, &account.name, clock, client.clock_offset()) {
             Ok(r) => r,
@@ -151,6 +164,7 @@ impl Confirmer {
             return Ok(Step::Wait(at));
         }
         let next = self.sweeps.get(&account_id).and_then(|s| s.next.clone());
+        self.looked_at.insert(account_id, clock.now_ms());
         let answer = client.following(account, source, next.as_deref()).await;
         let resp = match self.answer(answer, &account.name, clock, client.clock_offset()) {
             Ok(r) => r,

@@ -199,3 +199,43 @@ async fn a_429_on_a_read_pauses_reads_only_and_everything_still_settles() {
     let books: BTreeSet<u64> = rig.sb.follows_of("dave").into_iter().collect();
     assert_eq!(books.len(), 300);
 }
+
+/// Found from the outside: a follow X shows only after longer than `settle` and `retry_after`
+/// ended `unconfirmed` for good — `export` and `retry` refused `--outcome unconfirmed`, and
+/// `verify` never looked at it again. Now `verify` finds it and it is `followed` after all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_x_showed_late_is_found_by_verify_and_unconfirmed_is_an_outcome_to_select() {
+    let mut rig = Rig::new(&["erin"], ApiVersion::V2, 0.0).await;
+    let config = Config {
+        visible_after: Duration::from_millis(2500),
+        read_user_window: reads(),
+        read_app_window: reads(),
+        ..common::sandbox_config(&["erin"], 5000, 10_000, Duration::from_secs(10))
+    };
+    rig.sb = Sandbox::start(config, 0).await.unwrap();
+    rig.settings.api.base_url = rig.sb.base_url();
+    rig.settings.verify.settle = Duration::from_millis(200);
+    rig.settings.verify.retry_after = Duration::from_millis(500);
+    rig.queue("erin", 4, true).await;
+    assert_eq!(rig.run(CancellationToken::new()).await, Ending::Finished);
+    let counts = rig.store.job_counts().await.unwrap();
+    let unconfirmed: i64 = counts.iter().filter(|c| c.outcome == Some(Outcome::Unconfirmed)).map(|c| c.n).sum();
+    assert_eq!(unconfirmed, 4, "X took longer than settle and retry_after together: {counts:?}");
+    for outcome in ["unconfirmed"] {
+        for cmd in ["export", "retry"] {
+            let parsed = <followq::cli::Cli as clap::Parser>::try_parse_from(["followq", cmd, "--outcome", outcome]);
+            assert!(parsed.is_ok(), "{cmd} --outcome {outcome}: {:?}", parsed.err());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let ctx = followq::cli::Context {
+        settings: rig.settings.clone(),
+        db_path: rig.dir.path().join("q.db"),
+        config_path: rig.dir.path().join("followq.toml"),
+    };
+    let code = followq::cli::verify::run(&ctx, followq::cli::verify::Args { account: None }).await.unwrap();
+    assert_eq!(code, 0, "every follow visible now");
+    let rows = rig.store.export_rows(&[]).await.unwrap();
+    assert!(rows.iter().all(|r| r.outcome == Some(Outcome::Followed) && r.confirmed_at.is_some()), "{rows:?}");
+    assert_eq!(rig.store.job_counts().await.unwrap(), rig.store.recount_jobs().await.unwrap());
+}

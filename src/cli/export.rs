@@ -92,6 +92,7 @@ pub enum Selected {
     NotFound,
     Refused,
     Failed,
+    Unconfirmed,
     Queued,
     InFlight,
 }
@@ -109,6 +110,7 @@ impl Selected {
             Selected::NotFound => O::NotFound.as_str(),
             Selected::Refused => O::Refused.as_str(),
             Selected::Failed => O::Failed.as_str(),
+            Selected::Unconfirmed => O::Unconfirmed.as_str(),
             Selected::Queued => "queued",
             Selected::InFlight => "in_flight",
         }

@@ -142,15 +142,23 @@ pub async fn work(
         .filter(|c| matches!(c.outcome, Some(Outcome::Failed | Outcome::Refused | Outcome::Unconfirmed)))
         .map(|c| c.n)
         .sum();
-    // Follows still to be looked for are work left too (when this run was to look for them).
-    let awaiting: i64 =
-        if settings.verify.confirm { store.confirmations().await?.iter().map(|(_, c)| c.awaiting).sum() } else { 0 };
+    // Follows still to be looked for are work left too (when this run was to look for them, by
+    // accounts it can: configured and not stopped; the others are said below).
+    let rows = store.accounts().await?;
+    let able = |id: &i64| {
+        rows.iter().any(|a| a.id == *id && a.stopped_reason.is_empty() && settings.account(&a.name).is_some())
+    };
+    let awaiting: i64 = if settings.verify.confirm {
+        store.confirmations().await?.iter().filter(|(id, _)| able(id)).map(|(_, c)| c.awaiting).sum()
+    } else {
+        0
+    };
     let mut said = describe(&ending, queued);
     if awaiting > 0 && !matches!(ending, Ending::AppStopped(_)) {
         said.push_str(&format!("; {awaiting} follows still to be looked for at X (`followq run` goes on with them)"));
     }
     eprintln!("run ended after {}: {said}", human_ms(now_ms() - started));
-    for line in what_went_wrong(store, &counts).await? {
+    for line in what_went_wrong(store, settings, &counts).await? {
         eprintln!("  {line}");
     }
     Ok(match ending {
@@ -170,7 +178,11 @@ pub async fn work(
 /// The closing lines after the first: how many jobs failed or were refused and why (the most
 /// common reasons), how many wait on stopped or paused accounts, and the commands that list or
 /// re-queue them. Nothing when nothing went wrong.
-async fn what_went_wrong(store: &Store, counts: &[crate::store::CountRow]) -> anyhow::Result<Vec<String>> {
+async fn what_went_wrong(
+    store: &Store,
+    settings: &crate::config::Settings,
+    counts: &[crate::store::CountRow],
+) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
     let count = |o: Outcome| counts.iter().filter(|c| c.outcome == Some(o)).map(|c| c.n).sum::<i64>();
     let (failed, refused) = (count(Outcome::Failed), count(Outcome::Refused));
@@ -191,7 +203,22 @@ async fn what_went_wrong(store: &Store, counts: &[crate::store::CountRow]) -> an
         ));
     }
     let now = now_ms();
+    let confirmations: HashMap<i64, crate::store::Confirmations> = store.confirmations().await?.into_iter().collect();
     for a in store.accounts().await? {
+        let awaiting = confirmations.get(&a.id).map_or(0, |c| c.awaiting);
+        if awaiting > 0 && settings.verify.confirm {
+            if settings.account(&a.name).is_none() {
+                lines.push(format!(
+                    "{awaiting} follows of {} wait to be looked for at X, but it is not configured (`followq accounts add {}`)",
+                    a.name, a.name
+                ));
+            } else if !a.stopped_reason.is_empty() {
+                lines.push(format!(
+                    "{awaiting} follows of {} wait to be looked for at X, but it is stopped (`followq accounts check` resumes it)",
+                    a.name
+                ));
+            }
+        }
         let queued: i64 =
             counts.iter().filter(|c| c.account == a.name && c.state == JobState::Queued).map(|c| c.n).sum();
         if queued == 0 {

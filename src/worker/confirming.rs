@@ -41,13 +41,46 @@ impl Dispatcher<'_> {
         *next = (*next).min(at);
     }
 
+    /// Says once, when every follow is sent and only follows to look for are left, how many
+    /// and when the next look is (the bars stand at 100 % meanwhile).
+    async fn announce_waiting(&mut self, now: i64) -> anyhow::Result<()> {
+        let sending =
+            !self.requests.is_empty() || self.sched.accounts().iter().any(|a| a.queued > 0 && a.stopped.is_none());
+        let Some(c) = &self.confirmer else { return Ok(()) };
+        if c.announced || sending || !self.awaiting_checks() {
+            return Ok(());
+        }
+        let awaiting: i64 = self
+            .store
+            .confirmations()
+            .await?
+            .iter()
+            .filter(|(id, _)| self.can_check(*id))
+            .map(|(_, c)| c.awaiting)
+            .sum();
+        let next = self.checks.iter().filter(|(id, _)| self.can_check(**id)).map(|(_, t)| *t).min().unwrap_or(now);
+        info!(
+            awaiting,
+            next_look_in = %crate::time::human_ms((next - now).max(0)),
+            "every follow is sent; waiting to look for those X has not shown yet"
+        );
+        if let Some(c) = self.confirmer.as_mut() {
+            c.announced = true;
+        }
+        Ok(())
+    }
+
     /// One read for each account with follows due at `now`, within the read budget.
     pub(super) async fn confirm_due(&mut self, now: i64) -> anyhow::Result<Confirming> {
         let mut out = Confirming::default();
         if self.confirmer.is_none() {
             return Ok(out);
         }
-        let due: Vec<i64> = self.checks.iter().filter(|(_, t)| **t <= now).map(|(id, _)| *id).collect();
+        let mut due: Vec<i64> = self.checks.iter().filter(|(_, t)| **t <= now).map(|(id, _)| *id).collect();
+        if let Some(c) = &self.confirmer {
+            due.sort_by_key(|id| (c.looked_at(*id), *id));
+        }
+        self.announce_waiting(now).await?;
         let mut looked = false;
         for id in due {
             let Some(account) = self.accounts.get(&id).cloned() else { continue };

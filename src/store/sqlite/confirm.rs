@@ -107,7 +107,8 @@ impl Store {
                     as user_id
              from jobs j
              where j.account_id = ?1 and j.state = 'done' and j.id > ?2
-               and (j.outcome = 'followed' or j.outcome = 'already_following' or (?4 and j.outcome = 'requested'))
+               and (j.outcome = 'followed' or j.outcome = 'already_following' or j.outcome = 'unconfirmed'
+                    or (?4 and j.outcome = 'requested'))
                and j.confirmed_at is null
              order by j.id
              limit ?3",
@@ -160,6 +161,8 @@ impl Store {
                                       else finished_at end,
                    not_before = case when not v.column2 and resent = 0 and ?1 >= finished_at + ?2 then 0
                                      else not_before end,
+                   failures = case when not v.column2 and resent = 0 and ?1 >= finished_at + ?2 then 0
+                                   else failures end,
                    check_at = case when v.column2 or resent = 1 or ?1 >= finished_at + ?2 then null
                                    else finished_at + ?2 end
                  from (values {values}) as v
@@ -188,14 +191,19 @@ impl Store {
     }
 
     /// Marks follows seen at X by `verify` (looked for on demand): confirmed, nothing more to
-    /// look for. Returns how many were not confirmed before.
+    /// look for; one that had ended `unconfirmed` (X took longer than the settle to show it) is
+    /// `followed` after all. Returns how many were not confirmed before.
     pub async fn confirm_seen(&self, job_ids: &[i64], now: i64) -> Result<u64, StoreError> {
         let mut n = 0;
         let mut tx = self.write_tx().await?;
         for chunk in job_ids.chunks(SETTLE_BATCH) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("update jobs set confirmed_at = ");
             qb.push_bind(now);
-            qb.push(", check_at = null where confirmed_at is null and state = 'done' and id in (");
+            qb.push(
+                ", check_at = null,
+                 outcome = case when outcome = 'unconfirmed' then 'followed' else outcome end
+                 where confirmed_at is null and state = 'done' and id in (",
+            );
             let mut ids = qb.separated(", ");
             for id in chunk {
                 ids.push_bind(*id);

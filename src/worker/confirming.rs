@@ -5,10 +5,14 @@
 use tracing::{info, warn};
 
 use super::{Dispatcher, Ending};
-use crate::confirm::Step;
+use crate::confirm::{Confirmer, Step};
 use crate::model::Outcome;
-use crate::store::{Settled, Settlement};
+use crate::store::{Settled, Settlement, StoreError};
 use crate::text::printable;
+
+/// A read out on its task: the confirmer goes with it and comes back, with the account read and
+/// what the read found.
+pub(super) type Reading = tokio::task::JoinHandle<(Confirmer, i64, Result<Step, StoreError>)>;
 
 /// What a turn of confirmation left.
 #[derive(Debug, Default)]
@@ -70,10 +74,25 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
-    /// One read for each account with follows due at `now`, within the read budget.
+    /// Takes in a read that came back, then starts the next: one read at a time, on a task
+    /// of its own (a slow read holds no follow back), for the account with follows due that was
+    /// read longest ago.
     pub(super) async fn confirm_due(&mut self, now: i64) -> anyhow::Result<Confirming> {
         let mut out = Confirming::default();
-        if self.confirmer.is_none() {
+        if !self.settings.verify.confirm {
+            return Ok(out);
+        }
+        if self.reading.as_ref().is_some_and(|r| r.is_finished()) {
+            let Some(reading) = self.reading.take() else { return Ok(out) };
+            let (confirmer, id, step) = reading.await?;
+            self.confirmer = Some(confirmer);
+            if let Some(e) = self.absorb_step(id, step?, now, &mut out).await? {
+                out.ending = Some(e);
+                return Ok(out);
+            }
+        }
+        if self.reading.is_some() {
+            // Its end wakes the dispatcher.
             return Ok(out);
         }
         let mut due: Vec<i64> = self.checks.iter().filter(|(_, t)| **t <= now).map(|(id, _)| *id).collect();
@@ -81,7 +100,6 @@ impl Dispatcher<'_> {
             due.sort_by_key(|id| (c.looked_at(*id), *id));
         }
         self.announce_waiting(now).await?;
-        let mut looked = false;
         for id in due {
             let Some(account) = self.accounts.get(&id).cloned() else { continue };
             if !self.can_check(id) {
@@ -98,68 +116,17 @@ impl Dispatcher<'_> {
                     continue;
                 }
             }
+            let Some(mut confirmer) = self.confirmer.take() else { return Ok(out) };
             let source = self.sources.get(&id).cloned();
-            let Some(confirmer) = self.confirmer.as_mut() else { return Ok(out) };
-            let step = confirmer.step(self.store, self.client, &self.clock, id, &account, source.as_deref()).await?;
-            match step {
-                Step::Nothing => looked = true,
-                Step::Paged => out.wake = Some(now),
-                Step::Settled(settled) => {
-                    looked = true;
-                    let counts = Settled::of(&settled.iter().map(|(c, s)| (c.job_id, *s)).collect::<Vec<_>>());
-                    let mine = self.outcomes.entry(id).or_default();
-                    for (check, s) in &settled {
-                        match s {
-                            Settlement::Confirmed => *self.confirmed.entry(id).or_default() += 1,
-                            Settlement::Later => {}
-                            // The job left its outcome: queued again, or `unconfirmed`.
-                            Settlement::Resent | Settlement::Unconfirmed => {
-                                *mine.entry(check.outcome.as_str()).or_default() -= 1;
-                                if *s == Settlement::Unconfirmed {
-                                    *mine.entry(Outcome::Unconfirmed.as_str()).or_default() += 1;
-                                    warn!(account = %account.name, target = %printable(&check.target), "follow never showed at X, even sent again: unconfirmed");
-                                }
-                            }
-                        }
-                    }
-                    info!(
-                        account = %account.name,
-                        confirmed = counts.confirmed,
-                        not_yet = counts.later,
-                        sent_again = counts.resent,
-                        unconfirmed = counts.unconfirmed,
-                        "follows looked for at X"
-                    );
-                    // Queued again by this run, to go at once: the scheduler counts them in.
-                    for _ in 0..counts.resent {
-                        self.sched.requeued(id, now);
-                    }
-                }
-                // Looked for again when reads may go (the store's times are kept).
-                Step::Wait(t) => {
-                    if let Some(next) = self.checks.get_mut(&id) {
-                        *next = (*next).max(t);
-                    }
-                }
-                Step::Paused(t) => {
-                    for next in self.checks.values_mut() {
-                        *next = (*next).max(t);
-                    }
-                    break;
-                }
-                Step::AccountStopped(why) => {
-                    warn!(account = %account.name, reason = %printable(&why), "account stopped");
-                    self.store.stop_account(id, &why).await?;
-                    self.sched.stopped(id, &why);
-                }
-                Step::AppStopped(why) => {
-                    out.ending = Some(Ending::AppStopped(why));
-                    return Ok(out);
-                }
-            }
-        }
-        if looked {
-            self.reload_checks().await?;
+            let (store, client, clock) = (self.store.clone(), self.client.clone(), self.clock.clone());
+            let (done, hold) = (self.read_done.clone(), self.clock.hold());
+            self.reading = Some(tokio::spawn(async move {
+                let step = confirmer.step(&store, &client, &clock, id, &account, source.as_deref()).await;
+                drop(hold);
+                done.notify_one();
+                (confirmer, id, step)
+            }));
+            return Ok(out);
         }
         let next = self.checks.iter().filter(|(id, _)| self.can_check(**id)).map(|(_, t)| *t).min();
         out.wake = match (out.wake, next) {
@@ -167,5 +134,70 @@ impl Dispatcher<'_> {
             (a, b) => a.or(b.map(|t| t.max(now))),
         };
         Ok(out)
+    }
+
+    /// What a read found, told to the scheduler, the display and the log. An ending when X
+    /// refused the app.
+    async fn absorb_step(
+        &mut self,
+        id: i64,
+        step: Step,
+        now: i64,
+        out: &mut Confirming,
+    ) -> anyhow::Result<Option<Ending>> {
+        let name = self.accounts.get(&id).map(|a| a.name.clone()).unwrap_or_default();
+        match step {
+            Step::Nothing => self.reload_checks().await?,
+            Step::Paged => out.wake = Some(now),
+            Step::Settled(settled) => {
+                let counts = Settled::of(&settled.iter().map(|(c, s)| (c.job_id, *s)).collect::<Vec<_>>());
+                let mine = self.outcomes.entry(id).or_default();
+                for (check, s) in &settled {
+                    match s {
+                        Settlement::Confirmed => *self.confirmed.entry(id).or_default() += 1,
+                        Settlement::Later => {}
+                        // The job left its outcome: queued again, or `unconfirmed`.
+                        Settlement::Resent | Settlement::Unconfirmed => {
+                            *mine.entry(check.outcome.as_str()).or_default() -= 1;
+                            if *s == Settlement::Unconfirmed {
+                                *mine.entry(Outcome::Unconfirmed.as_str()).or_default() += 1;
+                                warn!(account = %name, target = %printable(&check.target), "follow never showed at X, even sent again: unconfirmed (if X shows follows later than [verify] settle, raise it; `followq verify` looks again)");
+                            }
+                        }
+                    }
+                }
+                info!(
+                    account = %name,
+                    confirmed = counts.confirmed,
+                    not_yet = counts.later,
+                    sent_again = counts.resent,
+                    unconfirmed = counts.unconfirmed,
+                    "follows looked for at X"
+                );
+                // Queued again by this run, to go at once: the scheduler counts them in.
+                for _ in 0..counts.resent {
+                    self.sched.requeued(id, now);
+                }
+                self.reload_checks().await?;
+            }
+            // Looked for again when reads may go (the store's times are kept).
+            Step::Wait(t) => {
+                if let Some(next) = self.checks.get_mut(&id) {
+                    *next = (*next).max(t);
+                }
+            }
+            Step::Paused(t) => {
+                for next in self.checks.values_mut() {
+                    *next = (*next).max(t);
+                }
+            }
+            Step::AccountStopped(why) => {
+                warn!(account = %name, reason = %printable(&why), "account stopped");
+                self.store.stop_account(id, &why).await?;
+                self.sched.stopped(id, &why);
+            }
+            Step::AppStopped(why) => return Ok(Some(Ending::AppStopped(why))),
+        }
+        Ok(None)
     }
 }

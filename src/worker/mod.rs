@@ -159,6 +159,10 @@ struct Dispatcher<'a> {
     /// look is due (ms).
     confirmer: Option<Confirmer>,
     checks: HashMap<i64, i64>,
+    /// The read out (the confirmer goes with it and comes back with what it found), and what
+    /// tells the dispatcher it is back.
+    reading: Option<confirming::Reading>,
+    read_done: Arc<tokio::sync::Notify>,
     /// Follows this run confirmed, by account id.
     confirmed: HashMap<i64, i64>,
 }
@@ -242,12 +246,18 @@ pub async fn work_off(
         probing: true,
         confirmer: settings.verify.confirm.then(|| Confirmer::new(&settings.verify, client.version())),
         checks: HashMap::new(),
+        reading: None,
+        read_done: Arc::new(tokio::sync::Notify::new()),
         confirmed: HashMap::new(),
     };
     if d.confirmer.is_some() {
         d.reload_checks().await?;
     }
     let ending = d.work(&shutdown, &opts, observer).await;
+    // A read still out is let go: what it would have found is looked for again next time.
+    if let Some(reading) = d.reading.take() {
+        reading.abort();
+    }
     // Stop sending; let the requests that are out come back and be recorded. Each is bounded
     // by the API time-out; one that truly never returns stays "unknown" for the next start.
     let grace = tokio::time::Instant::now() + settings.api.timeout + Duration::from_secs(2);
@@ -369,6 +379,7 @@ impl Dispatcher<'_> {
                 MAX_NAP
             };
             let busy = !self.requests.is_empty();
+            let (read_done, reading) = (self.read_done.clone(), self.reading.is_some());
             let queued = async {
                 match &opts.queued {
                     Some(n) => n.notified().await,
@@ -380,6 +391,7 @@ impl Dispatcher<'_> {
                 _ = shutdown.cancelled() => {}
                 _ = nap(&self.clock, until, most) => {}
                 _ = queued => next_refresh = tokio::time::Instant::now(),
+                _ = read_done.notified(), if reading => {}
                 Some(joined) = self.requests.join_next(), if busy => self.answered.push(joined?),
             }
         }

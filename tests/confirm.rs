@@ -239,3 +239,29 @@ async fn a_follow_x_showed_late_is_found_by_verify_and_unconfirmed_is_an_outcome
     assert!(rows.iter().all(|r| r.outcome == Some(Outcome::Followed) && r.confirmed_at.is_some()), "{rows:?}");
     assert_eq!(rig.store.job_counts().await.unwrap(), rig.store.recount_jobs().await.unwrap());
 }
+
+/// Found from the outside: a read was awaited by the dispatcher, so a slow one (12 s) held every
+/// follow back. Now follows go on while a read is out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_go_on_while_a_slow_read_is_out() {
+    let mut rig = Rig::new(&["fay"], ApiVersion::V1_1, 0.0).await;
+    let config = Config {
+        read_delay: Duration::from_millis(1500),
+        read_user_window: reads(),
+        read_app_window: reads(),
+        ..common::sandbox_config(&["fay"], 50, 100, Duration::from_secs(10))
+    };
+    rig.sb = Sandbox::start(config, 0).await.unwrap();
+    rig.settings.api.base_url = rig.sb.base_url();
+    // 50 in 10 s, spread: a follow every 200 ms; the first look 100 ms after the first follow.
+    rig.settings.limits = followq::config::Limits::single(50, 100, Duration::from_secs(10));
+    rig.settings.verify.settle = Duration::from_millis(100);
+    rig.settings.verify.retry_after = Duration::from_secs(5);
+    rig.queue("fay", 20, false).await;
+    assert_eq!(rig.run(CancellationToken::new()).await, Ending::Finished);
+    let st = rig.sb.stats();
+    assert!(st.creates_while_reading > 0, "no follow went while a read was out: {st:?}");
+    assert_eq!(st.violations, 0);
+    let rows = rig.store.export_rows(&[]).await.unwrap();
+    assert!(rows.iter().all(|r| r.confirmed_at.is_some()), "{rows:?}");
+}

@@ -82,6 +82,8 @@ pub struct Config {
     pub read_app_window: Window,
     /// Share of new follows answered 200 and never made (each pair dropped at most once).
     pub drop_ratio: f64,
+    /// Every read of follows (lookup, following list) is answered only after this long.
+    pub read_delay: Duration,
     /// When set, every follow is answered with this refusal.
     pub refuse: Option<Refusal>,
     /// Requests that arrive this much inside the window's edge are still let through (latency).
@@ -112,6 +114,7 @@ impl Default for Config {
             read_user_window: Window::new(15, 900),
             read_app_window: Window::new(15, 900),
             drop_ratio: 0.0,
+            read_delay: Duration::ZERO,
             refuse: None,
             grace: Duration::from_millis(100),
             clock_offset: 0,
@@ -283,6 +286,11 @@ async fn api_handler(
         Reply::Answer(r) => r.into_response(),
         Reply::Hang(after, r) => {
             tokio::time::sleep(after).await;
+            r.into_response()
+        }
+        Reply::SlowRead(after, r) => {
+            tokio::time::sleep(after).await;
+            world.lock().unwrap_or_else(|p| p.into_inner()).read_answered();
             r.into_response()
         }
         Reply::Drop => {

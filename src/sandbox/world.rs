@@ -67,6 +67,8 @@ pub struct Stats {
     pub following_pages: u64,
     /// Following-list pages asked for with a `pagination_token` (a page after the first).
     pub following_later_pages: u64,
+    /// Follow requests that arrived while a slow read (`read_delay`) was out.
+    pub creates_while_reading: u64,
 }
 
 /// The most requests inside any one window, per account and for the app.
@@ -104,6 +106,8 @@ pub struct Request {
 pub enum Reply {
     Answer(Answer),
     Hang(Duration, Answer),
+    /// A read of follows answered late (`read_delay`): counted out until it is answered.
+    SlowRead(Duration, Answer),
     Drop,
 }
 
@@ -186,6 +190,8 @@ pub struct World {
     read_app: HashMap<&'static str, Rolling>,
     /// (token, user id) of follows dropped silently: each pair once.
     dropped: HashSet<(String, u64)>,
+    /// Slow reads out now.
+    reads_out: usize,
     stats: Stats,
 }
 
@@ -259,8 +265,23 @@ impl World {
             read_windows: HashMap::new(),
             read_app: HashMap::new(),
             dropped: HashSet::new(),
+            reads_out: 0,
             stats: Stats::default(),
         }
+    }
+
+    /// A slow read was answered.
+    pub fn read_answered(&mut self) {
+        self.reads_out = self.reads_out.saturating_sub(1);
+    }
+
+    /// A read's answer, late when reads are slow (`read_delay`).
+    fn read_reply(&mut self, answer: Answer) -> Reply {
+        if self.config.read_delay.is_zero() {
+            return Reply::Answer(answer);
+        }
+        self.reads_out += 1;
+        Reply::SlowRead(self.config.read_delay, answer)
     }
 
     pub fn set_faults(&mut self, faults: Faults) {
@@ -493,6 +514,9 @@ impl World {
     /// refusal, a scripted answer. The request counts against the windows in every case, as
     /// at X.
     fn gate(&mut self, token: &str, now: i64, v2: bool) -> Result<(), Reply> {
+        if self.reads_out > 0 {
+            self.stats.creates_while_reading += 1;
+        }
         let name = self.account_name(token);
         *self.stats.creates.entry(name).or_default() += 1;
         if let Err((limit, frees)) = self.count_windows(token, now) {
@@ -689,7 +713,8 @@ impl World {
             })
             .collect();
         let body = serde_json::Value::Array(out).to_string();
-        Reply::Answer(self.answer(200, body, Vec::new()))
+        let answer = self.answer(200, body, Vec::new());
+        self.read_reply(answer)
     }
 }
 

@@ -107,7 +107,8 @@ impl World {
             meta["previous_token"] = json!(encode_page(offset.saturating_sub(max)));
         }
         let body = if page.is_empty() { json!({"meta": meta}) } else { json!({"data": page, "meta": meta}) };
-        Reply::Answer(self.answer(200, body.to_string(), Vec::new()))
+        let answer = self.answer(200, body.to_string(), Vec::new());
+        self.read_reply(answer)
     }
 
     fn invalid_request(&mut self, message: &str) -> Reply {

@@ -259,22 +259,43 @@ impl SecretsFile {
     }
 }
 
+/// Where a write of `path` goes: the file it names (through a symbolic link, as for a config
+/// kept with other dotfiles), its folder, and the temporary file beside it. One temporary name
+/// per file: one a kill left behind is taken over by the next write.
+struct Destination {
+    target: PathBuf,
+    dir: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Destination {
+    fn of(path: &Path) -> Destination {
+        let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let file_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{file_name}.followq.tmp"));
+        Destination { target, dir, tmp }
+    }
+
+    /// Opens the temporary file, empty, mode 0600.
+    fn open_tmp(&self) -> std::io::Result<std::fs::File> {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        o.open(&self.tmp)
+    }
+}
+
 /// Whether `path` could be written now: its folder exists and takes a new file (tried with the
 /// temporary file [`write_private`] would use). Asked before anything is asked of X.
 pub fn writable(path: &Path) -> Result<(), ConfigError> {
-    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.followq.tmp"));
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(&tmp).map_err(|e| ConfigError::Write { path: path.to_path_buf(), source: e })?;
-    let _ = std::fs::remove_file(&tmp);
+    let d = Destination::of(path);
+    d.open_tmp().map_err(|e| ConfigError::Write { path: path.to_path_buf(), source: e })?;
+    let _ = std::fs::remove_file(&d.tmp);
     Ok(())
 }
 
@@ -299,32 +320,20 @@ fn set_string(table: &mut Table, key: &str, v: &str) {
 /// then renamed over it (and the folder synced, so the rename survives a power loss).
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    // Through a symbolic link (a config kept with other dotfiles): replace what it names.
-    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // One name per file: a temporary file a kill left behind is taken over by the next write.
-    let tmp = dir.join(format!(".{file_name}.followq.tmp"));
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let d = Destination::of(path);
     let written = (|| {
-        let mut f = o.open(&tmp)?;
+        let mut f = d.open_tmp()?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
-        std::fs::rename(&tmp, &target)
+        std::fs::rename(&d.tmp, &d.target)
     })();
     if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(&d.tmp);
     }
     written?;
     #[cfg(unix)]
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
+    if let Ok(folder) = std::fs::File::open(&d.dir) {
+        let _ = folder.sync_all();
     }
     Ok(())
 }

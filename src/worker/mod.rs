@@ -3,8 +3,9 @@
 //! leaves), sends each on a task of its own, and records every answer that came back (phase 2)
 //! before it decides again. One shutdown path: a cancellation token.
 //!
-//! [`policy`] is what an answer means for the job and the account; [`lock`] keeps a second
-//! run off the database.
+//! [`policy`] is what an answer means for the job and the account; [`identity`] gets v2 what a
+//! follow needs first (the account's id, the targets' ids); [`confirming`] looks for follows
+//! once settled; [`lock`] keeps a second run off the database.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::api::Client;
 use crate::api::classify::{Outcome, Verdict};
 use crate::config::{Account, ApiVersion, Settings};
 use crate::confirm::Confirmer;
-use crate::resolve::{Resolver, Step};
+use crate::resolve::Resolver;
 use crate::schedule::{Decision, Limits, Scheduler};
 use crate::store::{
     Ask, Budget, ClaimResult, RECORD_BATCH, Record, RecordAccount, RecordJob, Store, Written, token_digest,
@@ -27,9 +28,11 @@ use crate::text::printable;
 use crate::time::{Clock, Hold, human_ms, local_time};
 
 mod confirming;
+mod identity;
 mod lock;
 mod policy;
 
+use identity::Ahead;
 pub use lock::{RunLock, lock};
 use policy::{COOLDOWN_SHARE, TaskCtx};
 
@@ -442,82 +445,6 @@ impl Dispatcher<'_> {
         ending
     }
 
-    /// v2: the account's own X id (the path of its follows), asked of `GET /2/users/me` once, the
-    /// first time it sends, and kept in the database. A token X refuses stops the account; an
-    /// app X refuses ends the run before any follow; a failure waits a back-off.
-    async fn identify(&mut self, id: i64, now: i64) -> anyhow::Result<Option<Ending>> {
-        if self.resolver.is_none() || self.sources.contains_key(&id) {
-            return Ok(None);
-        }
-        let Some(account) = self.accounts.get(&id).cloned() else { return Ok(None) };
-        let resp = match self.client.me(&account).await {
-            Ok(r) => r,
-            Err(e) => {
-                let why = format!("GET /2/users/me failed ({e}); trying again shortly");
-                warn!(account = %account.name, reason = %printable(&why), "account waits");
-                self.sched.paused(id, now + self.settings.retry.base.as_millis() as i64, &why, None);
-                return Ok(None);
-            }
-        };
-        if let (200..=299, Some((x_id, username))) = (resp.status, crate::api::parse_me(&resp.body)) {
-            info!(account = %account.name, x_username = %printable(&username), x_id = %printable(&x_id), "account identified (GET /2/users/me)");
-            self.store.set_identity(id, &x_id, &username, &token_digest(&account.token)).await?;
-            self.sources.insert(id, x_id);
-            return Ok(None);
-        }
-        match crate::api::classify::classify_v2(resp.status, &resp.body, resp.rl_reset).0 {
-            Verdict::AppStopped(why) => return Ok(Some(Ending::AppStopped(why))),
-            Verdict::AccountStopped(why) => {
-                warn!(account = %account.name, reason = %printable(&why), "account stopped");
-                self.store.stop_account(id, &why).await?;
-                self.sched.stopped(id, &why);
-            }
-            other => {
-                let why = format!("GET /2/users/me answered HTTP {} ({other:?}); trying again shortly", resp.status);
-                warn!(account = %account.name, reason = %printable(&why), "account waits");
-                self.sched.paused(id, now + self.settings.retry.max.as_millis() as i64, &why, None);
-            }
-        }
-        Ok(None)
-    }
-
-    /// v2: resolves the account's next usernames if the follows about to go need them. Jobs
-    /// whose names X does not know (or has suspended) end here, without a follow request.
-    async fn resolve_ahead(&mut self, id: i64) -> anyhow::Result<Ahead> {
-        let (Some(resolver), Some(account)) = (self.resolver.as_mut(), self.accounts.get(&id)) else {
-            return Ok(Ahead::Go);
-        };
-        if self.resolved_ahead.get(&id).is_some_and(|&n| n > 0) {
-            return Ok(Ahead::Go);
-        }
-        match resolver.step(self.store, self.client, &self.clock, id, account, true).await? {
-            Step::Nothing => {
-                self.resolved_ahead.insert(id, crate::resolve::BATCH as i64);
-            }
-            Step::Paused(_) => {}
-            // Names wait for the read budget; the follows whose names are known go meanwhile.
-            Step::Wait(t) => return Ok(Ahead::Wait(t)),
-            Step::Resolved { ended, .. } => {
-                // Jobs that ended left the queue: later ones, perhaps unresolved, moved up.
-                let mine = ended.iter().filter(|(a, _)| *a == id).count() as i64;
-                self.resolved_ahead.insert(id, crate::resolve::BATCH as i64 - mine);
-                for (account_id, outcome) in &ended {
-                    *self.outcomes.entry(*account_id).or_default().entry(outcome.as_str()).or_default() += 1;
-                }
-                if !ended.is_empty() {
-                    refresh_queue(self.store, &mut self.sched, self.clock.now_ms()).await?;
-                }
-            }
-            Step::AccountStopped(why) => {
-                warn!(account = %account.name, reason = %printable(&why), "account stopped");
-                self.store.stop_account(id, &why).await?;
-                self.sched.stopped(id, &why);
-            }
-            Step::AppStopped(why) => return Ok(Ahead::End(Ending::AppStopped(why))),
-        }
-        Ok(Ahead::Go)
-    }
-
     /// True when a claim may go now: a slot is free, and either every slot is, or the last claim
     /// was [`GATHER`] ago or more.
     fn may_claim(&self) -> bool {
@@ -621,16 +548,6 @@ impl Dispatcher<'_> {
         }
         Ok(ending)
     }
-}
-
-/// What resolving ahead left for the claim.
-enum Ahead {
-    /// Claim.
-    Go,
-    /// Claim what is resolved; names wait for the read budget until then.
-    Wait(i64),
-    /// The run ends.
-    End(Ending),
 }
 
 /// Waits until `until` on `clock`, for `most` of real time at most, while nothing else wakes

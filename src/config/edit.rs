@@ -102,12 +102,6 @@ impl ConfigFile {
         self.index_of(name).is_some()
     }
 
-    /// The secrets file the config names (`secrets = "…"`, relative to the config's folder).
-    pub fn secrets_path(&self) -> Option<PathBuf> {
-        let rel = self.0.doc.get("secrets").and_then(Item::as_str)?;
-        Some(beside(&self.0.path, Path::new(rel)))
-    }
-
     /// Names the secrets file, as written (a path relative to the config's folder, or absolute):
     /// after the comments that open the file, before its first section.
     pub fn set_secrets_path(&mut self, written: &str) {

@@ -60,11 +60,24 @@ pub enum Settlement {
     Unconfirmed,
 }
 
-/// Per account: follows confirmed, awaiting a look, and ended unconfirmed.
+/// Per account: follows confirmed, and follows awaiting a look (those that ended unconfirmed
+/// are an outcome, counted with the others).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Confirmations {
     pub confirmed: i64,
     pub awaiting: i64,
+}
+
+/// The columns of a [`Check`], from `jobs j`: the start of every query that reads follows to
+/// look for.
+macro_rules! check_from {
+    () => {
+        "select j.id as job_id, j.target_kind as kind, j.target, j.outcome,
+                case when j.target_kind = 'user_id' then j.target
+                     else (select u.user_id from users u where u.username = j.target and u.state = 'found') end
+                as user_id
+         from jobs j "
+    };
 }
 
 /// Follows looked for per statement (bound values stay well under SQLite's limit).
@@ -73,16 +86,12 @@ pub const SETTLE_BATCH: usize = 500;
 impl Store {
     /// The account's follows due to be looked for at `now`, soonest first, at most `limit`.
     pub async fn due_checks(&self, account_id: i64, now: i64, limit: usize) -> Result<Vec<Check>, StoreError> {
-        Ok(sqlx::query_as(
-            "select j.id as job_id, j.target_kind as kind, j.target, j.outcome,
-                    case when j.target_kind = 'user_id' then j.target
-                         else (select u.user_id from users u where u.username = j.target and u.state = 'found') end
-                    as user_id
-             from jobs j
-             where j.account_id = ?1 and j.check_at is not null and j.check_at <= ?2
+        Ok(sqlx::query_as(concat!(
+            check_from!(),
+            "where j.account_id = ?1 and j.check_at is not null and j.check_at <= ?2
              order by j.check_at, j.id
-             limit ?3",
-        )
+             limit ?3"
+        ))
         .bind(account_id)
         .bind(now)
         .bind(limit as i64)
@@ -100,19 +109,15 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Check>, StoreError> {
-        Ok(sqlx::query_as(
-            "select j.id as job_id, j.target_kind as kind, j.target, j.outcome,
-                    case when j.target_kind = 'user_id' then j.target
-                         else (select u.user_id from users u where u.username = j.target and u.state = 'found') end
-                    as user_id
-             from jobs j
-             where j.account_id = ?1 and j.state = 'done' and j.id > ?2
+        Ok(sqlx::query_as(concat!(
+            check_from!(),
+            "where j.account_id = ?1 and j.state = 'done' and j.id > ?2
                and (j.outcome = 'followed' or j.outcome = 'already_following' or j.outcome = 'unconfirmed'
                     or (?4 and j.outcome = 'requested'))
                and j.confirmed_at is null
              order by j.id
-             limit ?3",
-        )
+             limit ?3"
+        ))
         .bind(account_id)
         .bind(after)
         .bind(limit as i64)

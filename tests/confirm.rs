@@ -203,11 +203,14 @@ async fn a_429_on_a_read_pauses_reads_only_and_everything_still_settles() {
 /// Found from the outside: a follow X shows only after longer than `settle` and `retry_after`
 /// ended `unconfirmed` for good — `export` and `retry` refused `--outcome unconfirmed`, and
 /// `verify` never looked at it again. Now `verify` finds it and it is `followed` after all.
+///
+/// The follows stay out of sight until the test lets them show (it once waited 2.5 s on the
+/// clock, and a run slowed by a loaded machine outlasted it: the follows were seen in time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follow_x_showed_late_is_found_by_verify_and_unconfirmed_is_an_outcome_to_select() {
     let mut rig = Rig::new(&["erin"], ApiVersion::V2, 0.0).await;
     let config = Config {
-        visible_after: Duration::from_millis(2500),
+        visible_after: Duration::from_secs(3600),
         read_user_window: reads(),
         read_app_window: reads(),
         ..common::sandbox_config(&["erin"], 5000, 10_000, Duration::from_secs(10))
@@ -227,7 +230,7 @@ async fn a_follow_x_showed_late_is_found_by_verify_and_unconfirmed_is_an_outcome
             assert!(parsed.is_ok(), "{cmd} --outcome {outcome}: {:?}", parsed.err());
         }
     }
-    tokio::time::sleep(Duration::from_millis(2600)).await;
+    rig.sb.set_visible_after(Duration::ZERO);
     let ctx = followq::cli::Context {
         settings: rig.settings.clone(),
         db_path: rig.dir.path().join("q.db"),

@@ -198,6 +198,12 @@ impl Sandbox {
         self.world.lock().unwrap_or_else(|p| p.into_inner()).config.refuse = refusal;
     }
 
+    /// From now on a follow shows in reads only once it is `after` old (the sandbox's
+    /// `visible_after`): a test holds follows out of sight, then lets them show, on no clock.
+    pub fn set_visible_after(&self, after: Duration) {
+        self.world.lock().unwrap_or_else(|p| p.into_inner()).config.visible_after = after;
+    }
+
     /// The account `screen_name` approves the app for this request token (as at
     /// `oauth/authorize`): the PIN it is shown.
     pub fn approve(&self, request_token: &str, screen_name: &str) -> Result<String, NotApproved> {

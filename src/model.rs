@@ -4,7 +4,7 @@
 /// How a target is named (`jobs.target_kind`; also the API's parameter name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case", type_name = "text")]
 pub enum TargetKind {
     ScreenName,
     UserId,
@@ -22,7 +22,7 @@ impl TargetKind {
 
 /// Where a job is (`jobs.state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case", type_name = "text")]
 pub enum JobState {
     Queued,
     InFlight,
@@ -63,7 +63,7 @@ pub struct Summary {
 
 /// A finished job's outcome (`jobs.outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case", type_name = "text")]
 pub enum Outcome {
     Followed,
     Requested,
@@ -109,7 +109,7 @@ impl Outcome {
 
 /// What one request's answer was (`attempts.result`): a job's outcome, or why the job goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case", type_name = "text")]
 pub enum AttemptResult {
     Followed,
     Requested,
@@ -179,7 +179,7 @@ impl Budget {
 
 /// What X said about a screen name (`users.state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case", type_name = "text")]
 pub enum UserState {
     Found,
     NotFound,

@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 struct Rig {
     _dir: tempfile::TempDir,
+    /// Where `store` is, for a second store on the same database.
+    db: followq::store::Db,
     store: Store,
     settings: Settings,
     sb: Sandbox,
@@ -45,8 +47,9 @@ impl Rig {
         let sb = Sandbox::start(config, 0).await.unwrap();
         let settings = common::settings(accounts, &sb.base_url(), per_user, per_app, window);
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("q.db")).await.unwrap();
-        Rig { _dir: dir, store, settings, sb, clock }
+        let db = common::fresh_db(dir.path()).await;
+        let store = Store::open_at(&db).await.unwrap();
+        Rig { _dir: dir, db, store, settings, sb, clock }
     }
 
     /// A run and a sandbox on one virtual clock, with these windows per account and for the app.
@@ -538,7 +541,7 @@ async fn two_dispatchers_on_one_ledger_never_exceed_a_budget() {
     let mut all = numbered("alice", "a", 30);
     all.extend(numbered("bob", "b", 30));
     rig.queue(&all).await;
-    let second = Store::open(&rig._dir.path().join("q.db")).await.unwrap();
+    let second = Store::open_at(&rig.db).await.unwrap();
     let client = rig.client();
     let deadline = Some(rig.now() + 60_000);
     let (mut silent_one, mut silent_two) = (Silent, Silent);
@@ -605,7 +608,7 @@ async fn jobs_queued_from_outside_during_a_run_are_sent_before_it_finishes() {
     let mut rig = Rig::real_time(&["alice", "bob"], 20, 100, Duration::from_secs(6)).await;
     rig.settings.limits.pace = Pace::Spread;
     rig.queue(&numbered("alice", "first", 5)).await;
-    let other = Store::open(&rig._dir.path().join("q.db")).await.unwrap();
+    let other = Store::open_at(&rig.db).await.unwrap();
     let late = async {
         tokio::time::sleep(Duration::from_millis(400)).await;
         // Another process's import, for both the busy account and one with nothing queued.

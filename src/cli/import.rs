@@ -162,13 +162,13 @@ async fn dry_store(
     ctx: &Context,
 ) -> anyhow::Result<(crate::store::Store, std::collections::HashMap<String, i64>, Option<tempfile::TempDir>)> {
     use crate::store::Store;
-    let (store, scratch) = if ctx.db_path.exists() {
-        (Store::open_read_only(&ctx.db_path).await?, None)
+    let (store, scratch) = if ctx.db().exists() {
+        (Store::open_read_only(&ctx.db()).await?, None)
     } else {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("dry-run.db");
         Store::open(&path).await?.close().await;
-        (Store::open_read_only(&path).await?, Some(dir))
+        (Store::open_read_only(&crate::store::Db::File(path)).await?, Some(dir))
     };
     let mut ids: std::collections::HashMap<String, i64> = store
         .accounts()

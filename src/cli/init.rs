@@ -36,15 +36,15 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
-    let existed = ctx.db_path.exists();
+    let existed = ctx.db().file().is_none_or(|p| p.exists());
     let (store, _) = ctx.open_store().await?;
     store.close().await;
     crate::outln!("wrote {} (mode 0600): add your app keys and [[accounts]]", path.display());
     if existed {
         // --force rewrites the config only: the queue and the ledger are kept.
-        crate::outln!("kept {} (its jobs and ledger are untouched)", ctx.db_path.display());
+        crate::outln!("kept {} (its jobs and ledger are untouched)", ctx.db());
     } else {
-        crate::outln!("created {}", ctx.db_path.display());
+        crate::outln!("created {}", ctx.db());
     }
     Ok(EXIT_OK)
 }

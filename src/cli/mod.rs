@@ -86,9 +86,14 @@ pub struct Context {
 }
 
 impl Context {
+    /// Where the database is: `db_path` as a file, or a PostgreSQL URL.
+    pub fn db(&self) -> crate::store::Db {
+        crate::store::Db::parse(&self.db_path)
+    }
+
     /// Opens the database and registers the configured accounts: (store, id by name).
     pub async fn open_store(&self) -> anyhow::Result<(Store, HashMap<String, i64>)> {
-        let store = Store::open(&self.db_path).await?;
+        let store = Store::open_at(&self.db()).await?;
         let names: Vec<&str> = self.settings.accounts.iter().map(|a| a.name.as_str()).collect();
         let ids = store.sync_accounts(&names).await?;
         Ok((store, ids))
@@ -99,7 +104,7 @@ impl Context {
     /// Opens the database for a command that changes what is there but never starts a queue
     /// (`retry`, `verify`, `accounts check`): a missing database is an error, not a new one.
     pub async fn existing_store(&self) -> anyhow::Result<Store> {
-        if !self.db_path.exists() {
+        if !self.db().exists() {
             return Err(crate::store::StoreError::missing(&self.db_path).into());
         }
         Ok(self.open_store().await?.0)
@@ -107,7 +112,7 @@ impl Context {
 
     /// Opens the database for a command that only reads it: never created, never written.
     pub async fn read_store(&self) -> anyhow::Result<Store> {
-        Ok(Store::open_read_only(&self.db_path).await?)
+        Ok(Store::open_read_only(&self.db()).await?)
     }
 }
 
@@ -172,7 +177,7 @@ fn describe(e: &anyhow::Error, db: &std::path::Path) -> String {
     }
     let store = e.chain().find_map(|c| c.downcast_ref::<crate::store::StoreError>());
     if let Some(err) = store {
-        let db = db.display().to_string();
+        let db = crate::store::Db::parse(db).to_string();
         if !text.contains(&db) {
             text = format!("database {db}: {text}");
         }

@@ -92,14 +92,24 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         return plan(ctx).await;
     }
     config::require_credentials(&ctx.settings)?;
-    let _lock = worker::lock(&ctx.db_path)?;
+    // SQLite: one run at a time, under the run lock. PostgreSQL: any number, each a registered
+    // runner whose heartbeat keeps its requests its own.
+    let _lock = ctx.db().file().map(worker::lock).transpose()?;
     let (store, _) = ctx.open_store().await?;
+    let runner = store.register_runner(RUNNER_EXPIRE).await?;
     let client = Client::new(&ctx.settings)?;
     let shutdown = shutdown_on_signals();
     let code = work(&store, &ctx.settings, &client, shutdown, deadline, &args).await;
+    if let Some(runner) = runner {
+        runner.end().await?;
+    }
     store.close().await;
     code
 }
+
+/// How long a runner on PostgreSQL may be silent before the others take it for dead and send
+/// its unanswered jobs again (it beats five times in that time).
+pub const RUNNER_EXPIRE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The run itself, shared with `demo`: bars, the worker, the closing summary and exit status.
 pub async fn work(

@@ -140,3 +140,27 @@ pub fn sandbox_config(accounts: &[&str], per_user: u32, per_app: u32, window: Du
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()
 }
+
+/// The engine the store suites run on: SQLite, or PostgreSQL when `FOLLOWQ_TEST_ENGINE` is
+/// `postgres` (the server is `FOLLOWQ_TEST_PG`; `.ci/run` starts a throwaway cluster and runs
+/// the suites once on each engine).
+pub fn on_postgres() -> bool {
+    std::env::var("FOLLOWQ_TEST_ENGINE").is_ok_and(|e| e == "postgres")
+}
+
+/// A new, empty database for one test: a file in `dir`, or a database of its own on the
+/// PostgreSQL server (left for the throwaway cluster to take away).
+pub async fn fresh_db(dir: &Path) -> followq::store::Db {
+    use sqlx::Connection;
+    if !on_postgres() {
+        return followq::store::Db::File(dir.join("q.db"));
+    }
+    let server = std::env::var("FOLLOWQ_TEST_PG").expect("FOLLOWQ_TEST_ENGINE=postgres needs FOLLOWQ_TEST_PG");
+    let name = format!("followq_t_{:016x}", rand::random::<u64>());
+    let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}"))).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let mut url = url::Url::parse(&server).unwrap();
+    url.set_path(&format!("/{name}"));
+    followq::store::Db::parse(Path::new(url.as_str()))
+}

@@ -156,7 +156,7 @@ pub async fn run(ctx: &Context, args: AddArgs) -> anyhow::Result<u8> {
     } else {
         crate::outln!("added {name} as {who}; {written} (mode 0600)");
     }
-    match keep_identity(&ctx.db_path, name, &x_id, &username, &access.token).await {
+    match keep_identity(&ctx.db(), name, &x_id, &username, &access.token).await {
         Ok(Some(before)) if before.0 != x_id => crate::outln!(
             "note: {name} was @{} (id {}) before: its follows so far were made by that account, and are no \
              longer looked for; what is still queued goes from {who}",
@@ -165,7 +165,7 @@ pub async fn run(ctx: &Context, args: AddArgs) -> anyhow::Result<u8> {
         ),
         Ok(_) => {}
         Err(e) => {
-            crate::outln!("(its X id is not kept in {}: {e}; the next run learns it again)", ctx.db_path.display())
+            crate::outln!("(its X id is not kept in {}: {e}; the next run learns it again)", ctx.db())
         }
     }
     let up = config::env_name(name);
@@ -274,13 +274,13 @@ async fn identify(
 /// before, if the database knew; when that was another X user, its follows are no longer
 /// looked for (they are not in the new user's list).
 async fn keep_identity(
-    db: &Path,
+    db: &crate::store::Db,
     name: &str,
     x_id: &str,
     username: &str,
     token: &str,
 ) -> anyhow::Result<Option<(String, String)>> {
-    let store = Store::open(db).await?;
+    let store = Store::open_at(db).await?;
     let ids = store.sync_accounts(&[name]).await?;
     let id = ids.get(name).copied().ok_or_else(|| anyhow!("{name} is not in the database"))?;
     let before = store.accounts().await?.into_iter().find(|a| a.id == id);

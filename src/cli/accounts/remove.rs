@@ -30,8 +30,8 @@ pub async fn run(ctx: &Context, args: RemoveArgs) -> anyhow::Result<u8> {
         return Err(UsageError(format!("{config_shown} has no account '{}'", crate::text::printable(name))).into());
     }
     // A run holds the accounts it was started with: refuse while one is going.
-    let _lock = if ctx.db_path.exists() {
-        let lock = crate::worker::lock(&ctx.db_path);
+    let _lock = if let Some(path) = ctx.db().file().filter(|p| p.exists()) {
+        let lock = crate::worker::lock(path);
         Some(lock.map_err(|e| UsageError(format!("{e} ({name} was not removed)")))?)
     } else {
         None
@@ -49,12 +49,12 @@ pub async fn run(ctx: &Context, args: RemoveArgs) -> anyhow::Result<u8> {
     }
     let said = said.join(" and ");
     crate::outln!("{}", if in_config { said } else { format!("removed {said}") });
-    if ctx.db_path.exists() {
-        let store = Store::open(&ctx.db_path).await?;
+    if ctx.db().exists() {
+        let store = Store::open_at(&ctx.db()).await?;
         let id = store.accounts().await?.into_iter().find(|a| a.name == name).map(|a| a.id);
         if let Some(id) = id {
             let (unsent, tried) = store.queued_of(id).await?;
-            let db = ctx.db_path.display();
+            let db = ctx.db();
             if args.drop_jobs {
                 let dropped = store.drop_unsent(id).await?;
                 crate::outln!("dropped its {dropped} queued jobs that were never sent from {db}");

@@ -1,10 +1,10 @@
 //! The `imports` table: one row per file ingested, with its counts.
 
-use super::Store;
+use super::SqliteStore;
 use crate::store::{ImportRow, StoreError};
 
 /// One import, for `status`.
-impl Store {
+impl SqliteStore {
     /// True when content with this hash was already imported to the end, or failed (then it
     /// is not tried again).
     pub async fn content_imported(&self, content_hash: &str) -> Result<bool, StoreError> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, SqliteConnection};
 
-use super::{Store, now_ms};
+use super::{SqliteStore, now_ms};
 use crate::model::{NewJob, Summary};
 use crate::store::{CountRow, ExportRow, StoreError};
 
@@ -17,7 +17,7 @@ use crate::store::{CountRow, ExportRow, StoreError};
 /// memory swing with their bound values (BENCHMARKS.md, "Measurements behind the code").
 pub const INSERT_BATCH: usize = 1000;
 
-impl Store {
+impl SqliteStore {
     /// A session for one import: batches go into a transaction committed every
     /// [`COMMIT_EVERY`], and whenever the importer waits for input ([`ImportSession::pause`]).
     /// A dry run writes only to a temporary table of its own connection, so it never takes the
@@ -70,7 +70,7 @@ impl Store {
         .await?)
     }
 
-    /// The same counts as [`Store::job_counts`], recounted from the jobs themselves (a full
+    /// The same counts as [`SqliteStore::job_counts`], recounted from the jobs themselves (a full
     /// scan): the check that the kept counts never drift.
     pub async fn recount_jobs(&self) -> Result<Vec<CountRow>, StoreError> {
         Ok(sqlx::query_as(
@@ -95,7 +95,7 @@ impl Store {
         Ok(rows)
     }
 
-    /// [`Store::export_rows`] one row at a time, as the database reads them: memory stays flat
+    /// [`SqliteStore::export_rows`] one row at a time, as the database reads them: memory stays flat
     /// for any number of jobs. Stops at the first error `each` returns.
     pub async fn export_each<E: From<StoreError>>(
         &self,
@@ -200,7 +200,7 @@ impl Store {
     }
 
     /// Per account id: queued jobs (a claim that finds none ready yet asks
-    /// [`Store::next_ready_at`]).
+    /// [`SqliteStore::next_ready_at`]).
     pub async fn queued_counts(&self) -> Result<Vec<(i64, i64)>, StoreError> {
         Ok(sqlx::query_as("select account_id, n from job_counts where state = 'queued' and outcome = '' and n > 0")
             .fetch_all(&self.pool)
@@ -314,7 +314,7 @@ async fn add_counts(conn: &mut SqliteConnection, added: &mut HashMap<i64, i64>) 
 /// how much work a crash loses (the import is simply run again; ON CONFLICT makes that safe).
 pub const COMMIT_EVERY: Duration = Duration::from_secs(2);
 
-/// One import's writes (see [`Store::import_session`]). Every transaction of the session runs
+/// One import's writes (see [`SqliteStore::import_session`]). Every transaction of the session runs
 /// on the same connection: a pool hands out its connections in turn, and each newly taken one
 /// had to reread the unique index's pages its cache did not hold (and kept a page cache of its
 /// own in memory).
@@ -338,7 +338,7 @@ pub struct ImportSession {
 
 impl ImportSession {
     /// Opens the write transaction if none is open, waiting while another process holds the
-    /// write lock (as [`Store::write_tx`] does).
+    /// write lock (as [`SqliteStore::write_tx`] does).
     async fn ensure_tx(&mut self) -> Result<(), StoreError> {
         if !self.in_tx {
             super::begin_immediate(&mut self.conn, &self.path).await?;

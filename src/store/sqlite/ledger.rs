@@ -1,5 +1,5 @@
 //! The ledger in SQLite. The `attempts` table is the rate-limit ledger. Every request is an attempt row committed before
-//! it is sent (phase 1, [`Store::claim`]); its answer is written after (phase 2, [`Store::record`]),
+//! it is sent (phase 1, [`SqliteStore::claim`]); its answer is written after (phase 2, [`SqliteStore::record`]),
 //! guarded by the attempt id. "Used in the window" is always a count over this table, taken in
 //! the claim's own transaction: these two methods are the only SQL for those transitions.
 
@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::Store;
+use super::SqliteStore;
 use crate::model::{Outcome, TargetKind};
 use crate::store::{
     Ask, AttemptRow, Budget, Claim, ClaimResult, LedgerSnapshot, Record, RecordAccount, RecordJob, Recovered,
@@ -21,7 +21,7 @@ pub const RECORD_BATCH: usize = 256;
 /// A claimed job as the claim reads it: job id, target kind, target, notify, failures, attempt id.
 type ClaimedRow = (i64, TargetKind, String, i64, i64, i64, Option<String>);
 
-impl Store {
+impl SqliteStore {
     /// Start-up: attempts without an answer become "unknown" (they still count against the
     /// budget: the request may have reached X), and their jobs go back to the queue.
     pub async fn recover(&self, clock: &Clock) -> Result<Recovered, StoreError> {
@@ -74,7 +74,7 @@ impl Store {
     /// room.
     ///
     /// The lock is on everything the transaction counts: SQLite's `begin immediate` takes the
-    /// database's write lock before the first read (see [`Store::write_tx`]), so no other claim,
+    /// database's write lock before the first read (see [`SqliteStore::write_tx`]), so no other claim,
     /// in this process or another, can count the same rows and insert beside this one. An engine
     /// with row locks takes the account's row and then the app's, in that order, before counting.
     ///
@@ -103,7 +103,7 @@ impl Store {
         Ok(written)
     }
 
-    /// [`Store::record`] then [`Store::claim`] in one transaction, at `clock`'s time once the
+    /// [`SqliteStore::record`] then [`SqliteStore::claim`] in one transaction, at `clock`'s time once the
     /// lock is held: the same statements, with one lock, one commit and one sync for both. An
     /// answer recorded here that pauses or stops its account already holds back this claim.
     pub async fn record_and_claim(
@@ -185,7 +185,7 @@ fn window_terms(budget: &Budget, now: i64, first: usize) -> (Vec<(String, String
     (terms, binds)
 }
 
-/// The statements of [`Store::claim`], in the caller's write transaction.
+/// The statements of [`SqliteStore::claim`], in the caller's write transaction.
 async fn claim_in(conn: &mut SqliteConnection, now: i64, ask: Ask<'_>) -> Result<ClaimResult, StoreError> {
     let Ask { account_id, budget, want, ids_only } = ask;
     // The attempts for the account's next jobs in import order (with `ids_only`, those named by
@@ -285,7 +285,7 @@ async fn why_none(
     })
 }
 
-/// The statements of [`Store::record`], in the caller's transaction.
+/// The statements of [`SqliteStore::record`], in the caller's transaction.
 async fn record_in(conn: &mut SqliteConnection, records: &[Record], now: i64) -> Result<Vec<Written>, StoreError> {
     if records.is_empty() {
         return Ok(Vec::new());

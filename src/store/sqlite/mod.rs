@@ -8,7 +8,6 @@ mod jobs;
 mod ledger;
 mod users;
 
-pub use confirm::{Check, Confirmations, SETTLE_BATCH, Settled, Settlement};
 pub use jobs::{COMMIT_EVERY, INSERT_BATCH, ImportSession};
 pub use ledger::RECORD_BATCH;
 
@@ -21,19 +20,19 @@ use std::time::Duration;
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{AccountRow, StoreError};
+use super::{AccountRow, Runner, RunnerRow, StoreError};
 pub use crate::time::now_ms;
 
 /// The database: one pool, one function per statement.
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     pool: SqlitePool,
     /// Where it is, for messages.
     path: Arc<str>,
 }
 
 /// How long one statement waits for another process's write lock before SQLite gives up with
-/// "database is locked". The run's writes then wait again ([`Store::write_tx`]); everything
+/// "database is locked". The run's writes then wait again ([`SqliteStore::write_tx`]); everything
 /// else reports the error.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,7 +46,7 @@ fn note_wait(path: &str, waits: u32) {
 }
 
 /// `begin immediate` on `conn`: the write lock up front, waiting while another process holds it
-/// and saying so every busy timeout (see [`Store::write_tx`], the same for the pool).
+/// and saying so every busy timeout (see [`SqliteStore::write_tx`], the same for the pool).
 async fn begin_immediate(conn: &mut sqlx::SqliteConnection, path: &str) -> Result<(), StoreError> {
     let mut waits = 0;
     loop {
@@ -78,33 +77,33 @@ pub(super) fn is_busy(e: &sqlx::Error) -> bool {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if missing, mode 0600) and migrates the database at `path`.
-    pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with(path, BUSY_TIMEOUT).await
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, BUSY_TIMEOUT).await
     }
 
-    /// [`Store::open`] with another busy timeout (tests of a locked database).
-    pub(crate) async fn open_with(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
+    /// [`SqliteStore::open`] with another busy timeout (tests of a locked database).
+    pub(crate) async fn open_with(path: &Path, busy_timeout: Duration) -> Result<SqliteStore, StoreError> {
         let pool = connect(path, busy_timeout, SqliteSynchronous::Full).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, path: path.display().to_string().into() })
+        Ok(SqliteStore { pool, path: path.display().to_string().into() })
     }
 
     /// The store as it was before every commit was synced (`synchronous = NORMAL`): a power
     /// loss can erase the last attempts. Only for the dispatch benchmark, which measures what
     /// the sync costs side by side; never for real work.
     #[doc(hidden)]
-    pub async fn open_unsynced_for_benchmark(path: &Path) -> Result<Store, StoreError> {
+    pub async fn open_unsynced_for_benchmark(path: &Path) -> Result<SqliteStore, StoreError> {
         let pool = connect(path, BUSY_TIMEOUT, SqliteSynchronous::Normal).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, path: path.display().to_string().into() })
+        Ok(SqliteStore { pool, path: path.display().to_string().into() })
     }
 
     /// Opens an existing database for reading only (`status`, `export`): it never creates the
     /// file, never takes the write lock, and so works beside any writer and on a read-only
     /// file. A database from an older followq is brought up to date first (a write, once).
-    pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+    pub async fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
         let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
         if !path.exists() {
             return Err(StoreError::missing(path));
@@ -136,11 +135,11 @@ impl Store {
         };
         let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
         match applied {
-            Ok(Some(v)) if v >= latest => Ok(Store { pool, path: path.display().to_string().into() }),
+            Ok(Some(v)) if v >= latest => Ok(SqliteStore { pool, path: path.display().to_string().into() }),
             // A database from an older followq: brought up to date, once (a write).
             Ok(Some(_)) => {
                 pool.close().await;
-                Store::open(path).await
+                SqliteStore::open(path).await
             }
             // Not SQLite at all, or damaged: what SQLite says, with the path.
             Err(e) if !e.to_string().contains("no such table") => {
@@ -276,6 +275,21 @@ impl Store {
         self.stop_app("", 0).await
     }
 
+    /// Nothing to register: the run lock ([`crate::worker::lock`]) says no other run is live.
+    pub async fn register_runner(&self, _expire: Duration) -> Result<Option<Runner>, StoreError> {
+        Ok(None)
+    }
+
+    /// None: one run at a time, under the run lock.
+    pub async fn live_runners(&self) -> Result<Vec<RunnerRow>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// None: one run at a time, under the run lock.
+    pub async fn in_flight_elsewhere(&self) -> Result<i64, StoreError> {
+        Ok(0)
+    }
+
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
     pub async fn integrity_check(&self) -> Result<String, StoreError> {
         Ok(sqlx::query_scalar("pragma integrity_check").fetch_one(&self.pool).await?)
@@ -365,7 +379,7 @@ mod tests {
                   from (select * from attempts order by id))";
 
     /// A database at migration 4 with attempts in several minutes, for two accounts, opened by
-    /// `Store::open`: migration 5's per-minute tallies start from the attempts already there,
+    /// `SqliteStore::open`: migration 5's per-minute tallies start from the attempts already there,
     /// and the trigger keeps them from then on.
     #[tokio::test]
     async fn the_minute_tallies_start_from_the_attempts_already_in_the_ledger() {
@@ -386,7 +400,7 @@ mod tests {
         .unwrap();
         pool.close().await;
 
-        let store = Store::open(&path).await.unwrap();
+        let store = SqliteStore::open(&path).await.unwrap();
         sqlx::query("insert into attempts (job_id, account_id, sent_at) values (3, 2, 60005)")
             .execute(&store.pool)
             .await
@@ -407,7 +421,7 @@ mod tests {
     }
 
     /// A database at migration 2 with jobs in every state and attempts answered and open,
-    /// opened by `Store::open` (which runs migration 3, the rebuild of both tables).
+    /// opened by `SqliteStore::open` (which runs migration 3, the rebuild of both tables).
     #[tokio::test]
     async fn the_rebuild_to_cheap_checks_keeps_every_row_reference_count_and_constraint() {
         let dir = tempfile::tempdir().unwrap();
@@ -437,7 +451,7 @@ mod tests {
         let before: (String, String) = sqlx::query_as(DUMP).fetch_one(&pool).await.unwrap();
         pool.close().await;
 
-        let store = Store::open(&path).await.unwrap();
+        let store = SqliteStore::open(&path).await.unwrap();
         let after: (String, String) = sqlx::query_as(DUMP).fetch_one(&store.pool).await.unwrap();
         assert_eq!(after, before);
         assert!(before.0.contains("\"in_flight\"") && before.1.contains("over capacity"), "{before:?}");

@@ -2,11 +2,11 @@
 //! name is asked about once; a name X does not know, or a suspended one, ends its jobs without a
 //! follow request.
 
-use super::Store;
+use super::SqliteStore;
 use crate::model::{Outcome, ResolvedUser, UserState};
 use crate::store::StoreError;
 
-impl Store {
+impl SqliteStore {
     /// Up to `limit` screen names of the account's queued jobs, in queue order, that have not
     /// been resolved — with `ahead_only`, none unless one of its next `limit` queued jobs needs
     /// one: names are resolved in whole batches, just ahead of the follows.

@@ -5,22 +5,22 @@ use crate::store::{Quota, Settlement};
 use crate::time::now_ms;
 
 /// A store with `n` queued jobs for one account; its id.
-async fn store_with(n: usize) -> (tempfile::TempDir, Store, i64) {
+async fn store_with(n: usize) -> (tempfile::TempDir, SqliteStore, i64) {
     let dir = tempfile::tempdir().unwrap();
     let (store, id) = store_at(&dir.path().join("t.db"), n).await;
     (dir, store, id)
 }
 
 /// [`store_with`] at `path`.
-async fn store_at(path: &std::path::Path, n: usize) -> (Store, i64) {
-    let store = Store::open(path).await.unwrap();
+async fn store_at(path: &std::path::Path, n: usize) -> (SqliteStore, i64) {
+    let store = SqliteStore::open(path).await.unwrap();
     let id = store.sync_accounts(&["alice"]).await.unwrap()["alice"];
     queue(&store, id, "t", n).await;
     (store, id)
 }
 
 /// Imports `n` jobs for `account_id`, targets `{prefix}0`, `{prefix}1`, ...
-async fn queue(store: &Store, account_id: i64, prefix: &str, n: usize) {
+async fn queue(store: &SqliteStore, account_id: i64, prefix: &str, n: usize) {
     let mut session = store.import_session(false).await.unwrap();
     let source = format!("{prefix}.csv");
     let import = session.begin_import(&source, "").await.unwrap();
@@ -77,7 +77,7 @@ async fn a_claim_counts_the_ledger_and_takes_only_what_both_budgets_allow() {
     assert_eq!(first.iter().map(|c| c.target.as_str()).collect::<Vec<_>>(), ["t0", "t1", "t2"]);
     assert!(first.iter().all(|c| c.sent_at == now));
     // Another process's claim counts too: the ledger, not a mirror, is what is counted.
-    let other = Store::open(&path).await.unwrap();
+    let other = SqliteStore::open(&path).await.unwrap();
     assert_eq!(claims(other.claim(&at(now + 1), ask(id, &budget, 1)).await.unwrap()).len(), 1);
     assert_eq!(claims(store.claim(&at(now + 2), ask(id, &budget, 10)).await.unwrap()).len(), 1, "5 per account");
     assert!(matches!(store.claim(&at(now + 3), ask(id, &budget, 1)).await.unwrap(), ClaimResult::UserFull));
@@ -203,7 +203,7 @@ async fn the_claiming_connection_syncs_every_commit_before_the_request_leaves() 
 }
 
 /// Takes `other`'s write lock (a write in a transaction left open) and releases it after `ms`.
-async fn hold(other: &Store, ms: u64) -> tokio::task::JoinHandle<()> {
+async fn hold(other: &SqliteStore, ms: u64) -> tokio::task::JoinHandle<()> {
     let mut held = other.pool.begin_with("begin immediate").await.unwrap();
     sqlx::query("update accounts set pace_factor = 1.0").execute(&mut *held).await.unwrap();
     tokio::spawn(async move {
@@ -219,9 +219,9 @@ async fn a_run_outlasts_a_writer_that_holds_the_lock_past_the_busy_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     drop(store_at(&path, 1).await);
-    let store = Store::open_with(&path, std::time::Duration::from_millis(100)).await.unwrap();
+    let store = SqliteStore::open_with(&path, std::time::Duration::from_millis(100)).await.unwrap();
     let id = store.sync_accounts(&["alice"]).await.unwrap()["alice"];
-    let other = Store::open(&path).await.unwrap();
+    let other = SqliteStore::open(&path).await.unwrap();
     let release = hold(&other, 700).await;
     let started = std::time::Instant::now();
     let claimed = store.claim(&Clock::System, ask(id, &budget(), 1)).await.unwrap();
@@ -243,7 +243,7 @@ async fn a_claim_that_waited_for_the_write_lock_is_stamped_when_it_got_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     let (store, id) = store_at(&path, 2).await;
-    let other = Store::open(&path).await.unwrap();
+    let other = SqliteStore::open(&path).await.unwrap();
     let asked = now_ms();
     let release = hold(&other, 600).await;
     let claimed = claims(store.claim(&Clock::System, ask(id, &budget(), 2)).await.unwrap());
